@@ -1,0 +1,240 @@
+"""``corral up``: one process that schedules, runs and records.
+
+A thin loop around three steps (scheduler.enqueue_due, worker.admit_new /
+worker.dispatch, worker.record). It sleeps until the next due instant or until
+something wakes it: a process ending, SIGUSR1 from a CLI command that changed
+the store, SIGHUP or an edit of the job file (live reload), SIGTERM/Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from datetime import datetime
+
+from corral import config as config_mod
+from corral import errors, executor
+from corral.clock import Clock, SystemClock
+from corral.scheduler import Scheduler
+from corral.spec import Config
+from corral.store import Store
+from corral.store.queries import default_node_name
+from corral.worker import Worker
+
+log = logging.getLogger("corral.engine")
+
+RELOAD_CHECK = 2.0
+"""Seconds between checks of the job file's modification time."""
+STORE_POLL = 10.0
+"""Seconds between looks at the store for work that arrived without a wake-up."""
+HEARTBEAT = 30.0
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        node: str | None = None,
+        db_override: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.node = node or default_node_name()
+        self.db_override = db_override
+        self._outcomes: queue.SimpleQueue[executor.Outcome] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.supervisor = executor.Supervisor(on_exit=self._on_exit)
+        self.scheduler = Scheduler(store, cfg.jobs)
+        self.worker = Worker(store, self.supervisor, cfg.settings, cfg.jobs, node=self.node)
+        self._config_mtime = self._mtime()
+        self.config_error: str | None = None
+
+    # -- wiring ---------------------------------------------------------------------
+
+    def _on_exit(self, outcome: executor.Outcome) -> None:
+        self._outcomes.put(outcome)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        signal.signal(signal.SIGUSR1, lambda *_: self.wake())
+
+    def _mtime(self) -> float | None:
+        try:
+            return os.stat(self.cfg.settings.config_path).st_mtime
+        except OSError:
+            return None
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        now = self.clock.now()
+        self.store.register_node(self.node, config_path=str(self.cfg.settings.config_path), now=now)
+        self.supervisor.start()
+        self.worker.recover(now)
+        log.info(
+            "corral up: %d job(s) from %s, store %s",
+            len(self.cfg.jobs),
+            self.cfg.settings.config_path,
+            self.store.url.split("?")[0],
+        )
+
+    def step(self) -> float:
+        """Do everything that is due now; return how long to sleep (seconds)."""
+        now = self.clock.now()
+        self._drain_outcomes(now)
+        if self._reload.is_set() or self._mtime() != self._config_mtime:
+            self._reload.clear()
+            self.reload()
+            now = self.clock.now()
+        for job in self.worker.finished_jobs:
+            self.scheduler.forget_due(job)
+        self.worker.finished_jobs.clear()
+        self.worker.apply_stop_requests(now)
+        self.worker.admit_new(now)
+        next_slot = self.scheduler.enqueue_due(now) if not self._stop.is_set() else None
+        next_start = self.worker.dispatch(now)
+        wake_at = [w for w in (next_slot, next_start) if w is not None]
+        sleep = STORE_POLL
+        if wake_at:
+            sleep = min(sleep, max(0.0, (min(wake_at) - self.clock.now()).total_seconds()))
+        return min(sleep, RELOAD_CHECK)
+
+    def _drain_outcomes(self, now: datetime) -> None:
+        while True:
+            try:
+                outcome = self._outcomes.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.worker.record(outcome, now)
+            except errors.CorralError as exc:  # pragma: no cover - store trouble is logged, the loop goes on
+                log.error("could not record the end of run %s: %s", outcome.run_id, exc)
+                self._outcomes.put(outcome)
+                return
+
+    def run_forever(self) -> None:
+        self.start()
+        last_beat = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    sleep = self.step()
+                except errors.StoreError as exc:
+                    log.error("store error, retrying in 2s: %s", exc)
+                    sleep = 2.0
+                if time.monotonic() - last_beat > HEARTBEAT:
+                    self._heartbeat()
+                    last_beat = time.monotonic()
+                if sleep > 0:
+                    self._wake.wait(sleep)
+                self._wake.clear()
+        finally:
+            self.shutdown()
+
+    def _heartbeat(self) -> None:
+        try:
+            self.store.update_node(self.node, now=self.clock.now(), config_error=self.config_error)
+        except errors.StoreError as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    def shutdown(self) -> None:
+        """Stop scheduling, let running jobs finish within the drain period, then
+        terminate what is left and record it."""
+        self.worker.accepting = False
+        drain = self.cfg.settings.drain.total_seconds()
+        if self.supervisor.running():
+            log.info("draining %d running run(s) for up to %ss", len(self.supervisor.running()), int(drain))
+        deadline = time.monotonic() + drain
+        while self.supervisor.running() and time.monotonic() < deadline:
+            self._drain_outcomes(self.clock.now())
+            self._wake.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            self._wake.clear()
+        for run_id in self.supervisor.running():
+            self.supervisor.stop(run_id, "shutdown")
+        self.supervisor.wait_idle(timeout=max(15.0, max((j.kill_grace.total_seconds() for j in self.cfg.jobs.values()), default=10.0) + 5))
+        self._drain_outcomes(self.clock.now())
+        self.supervisor.close()
+        try:
+            self.store.update_node(self.node, now=self.clock.now(), stopped_at=self.clock.now())
+        except errors.StoreError:
+            pass
+        log.info("corral stopped")
+
+    # -- live reload ----------------------------------------------------------------------
+
+    def reload(self) -> None:
+        self._config_mtime = self._mtime()
+        path = self.cfg.settings.config_path
+        try:
+            new = config_mod.load(path)
+        except errors.ConfigError as exc:
+            self.config_error = str(exc)
+            log.error("job file changed but has errors; keeping the running configuration:\n%s", exc)
+            self.store.update_node(self.node, now=self.clock.now(), config_error=self.config_error)
+            return
+        self.cfg = new
+        self.config_error = None
+        self.scheduler.set_jobs(new.jobs)
+        self.worker.set_jobs(new.settings, new.jobs)
+        self.store.update_node(
+            self.node, now=self.clock.now(), config_error=None, config_loaded_at=self.clock.now()
+        )
+        log.info("job file reloaded: %d job(s)", len(new.jobs))
+
+
+def notify_running_engines(store: Store) -> int:
+    """Wake ``corral up`` processes on this host so they see a change at once
+    (otherwise they notice within STORE_POLL seconds). Returns how many were told."""
+    import socket
+
+    told = 0
+    host = socket.gethostname()
+    for node in store.live_nodes():
+        if node["hostname"] != host:
+            continue
+        pid = int(node["pid"])
+        if not _is_corral_process(pid, node["started_at"]):
+            continue  # that corral died and its pid now belongs to something else
+        try:
+            os.kill(pid, signal.SIGUSR1)
+            told += 1
+        except (ProcessLookupError, PermissionError):
+            continue
+    return told
+
+
+
+def _is_corral_process(pid: int, started_at: datetime) -> bool:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        created = proc.create_time()
+        cmdline = " ".join(proc.cmdline())
+    except (psutil.Error, OSError):
+        return False
+    return "corral" in cmdline and created <= started_at.timestamp() + 5

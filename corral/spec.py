@@ -1,0 +1,134 @@
+"""What a job file means, as plain frozen values.
+
+``config`` turns YAML into these; ``policy``, ``scheduler``, ``worker`` and
+``executor`` read them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from corral.schedule import Schedule
+
+Overlap = Literal["skip", "queue_one", "queue_all", "replace", "allow"]
+OVERLAP_CHOICES: tuple[str, ...] = ("skip", "queue_one", "queue_all", "replace", "allow")
+CatchupMode = Literal["none", "latest", "all"]
+CATCHUP_CHOICES: tuple[str, ...] = ("none", "latest", "all")
+RETRYABLE_STATES: tuple[str, ...] = ("failed", "timed_out", "lost")
+
+DEFAULT_LOG_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_KILL_GRACE = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` is how many times a failed run is tried again (0 = never).
+
+    The delay before retry ``n`` (1-based) is ``backoff * factor**(n-1)``,
+    capped at ``max_backoff``, then spread by +/- ``jitter`` (a fraction).
+    ``exit_codes`` limits retries of ``failed`` runs to those codes (None = any).
+    """
+
+    attempts: int = 0
+    backoff: timedelta = timedelta(seconds=10)
+    factor: float = 2.0
+    max_backoff: timedelta = timedelta(hours=1)
+    jitter: float = 0.1
+    exit_codes: tuple[int, ...] | None = None
+    on: tuple[str, ...] = RETRYABLE_STATES
+
+
+@dataclass(frozen=True)
+class CatchupPolicy:
+    """Which slots missed while corral was down still run.
+
+    ``none``: none of them; ``latest``: only the newest one inside ``window``;
+    ``all``: every one inside ``window``. The rest are recorded as skipped.
+    """
+
+    mode: CatchupMode = "none"
+    window: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class DstPolicy:
+    """What a wall-clock schedule does on DST transition days.
+
+    ``gap`` (spring forward): ``run_after`` runs a slot that falls in the
+    missing hour once, right after the gap (cron's behaviour); ``skip`` drops it.
+    ``fold`` (fall back, a wall time happens twice): ``cron`` runs fixed-time
+    jobs once and jobs with a wildcard/stepped hour on both passes (cronie);
+    ``once`` always runs only the first pass; ``both`` always runs both.
+    """
+
+    gap: Literal["run_after", "skip"] = "run_after"
+    fold: Literal["cron", "once", "both"] = "cron"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    command: tuple[str, ...]
+    """argv to execute. A ``run:`` shell string becomes ``("/bin/sh", "-c", string)``."""
+    shell: bool
+    schedules: tuple["Schedule", ...] = ()
+    """Empty means manual-only."""
+    timezone: str = "UTC"
+    cwd: Path | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    overlap: Overlap = "skip"
+    max_concurrent: int = 1
+    min_gap: timedelta | None = None
+    timeout: timedelta | None = None
+    kill_grace: timedelta = DEFAULT_KILL_GRACE
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    catchup: CatchupPolicy = field(default_factory=CatchupPolicy)
+    start_deadline: timedelta | None = None
+    enabled: bool = True
+    description: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    dst: DstPolicy = field(default_factory=DstPolicy)
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    line: int | None = None
+    """Line of the job's key in the job file (for messages)."""
+    source: str = ""
+    """The job's own YAML text, as written."""
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+    @property
+    def manual_only(self) -> bool:
+        return not self.schedules
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Top-level settings of a job file, paths already resolved."""
+
+    config_path: Path
+    timezone: str = "UTC"
+    log_dir: Path = Path(".corral/logs")
+    store_url: str = ""
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    catchup_concurrency: int = 4
+    """How many catch-up runs (across all jobs) may run at the same time."""
+    max_running: int | None = None
+    """Global cap on runs executing at once (None = no cap)."""
+    drain: timedelta = timedelta(seconds=30)
+    """On SIGTERM/Ctrl-C, how long running jobs get to finish before they are terminated."""
+    web_host: str = "127.0.0.1"
+    web_port: int = 8377
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    jobs: dict[str, JobSpec]
+    warnings: tuple[str, ...] = ()
+    text: str = ""
