@@ -9,6 +9,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from corral import errors
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,9 +34,14 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema up to ``revision``; cheap when already there."""
-    if revision == "head" and current_revision(engine) == head_revision(engine):
-        return
-    with engine.begin() as conn:
-        cfg = alembic_config(engine)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    try:
+        if revision == "head" and current_revision(engine) == head_revision(engine):
+            return
+        with engine.begin() as conn:
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except (SQLAlchemyError, OSError) as exc:
+        from corral.store.queries import redact
+
+        raise errors.StoreError(f"store {redact(str(engine.url))} is not usable: {exc}") from exc

@@ -133,7 +133,7 @@ class Store:
                     if url.startswith("postgresql://") or url.startswith("postgres://"):
                         url = "postgresql+psycopg://" + url.split("://", 1)[1]
                     engine = sa.create_engine(url, pool_pre_ping=True)
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
+        except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
             raise errors.StoreError(f"cannot use store {redact(url)}: {exc}") from exc
         self.engine = engine
         if self.engine.dialect.name == "sqlite":

@@ -1,0 +1,133 @@
+"""The store contract, on real SQLite and real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from corral import errors
+from corral.store import Store, open_store
+from corral.store import tables as t
+
+T0 = datetime(2026, 1, 1, 1, 0, tzinfo=timezone.utc)
+
+
+def test_a_slot_can_be_recorded_only_once(store: Store) -> None:
+    first = store.create_run(job="a", state="pending", trigger="schedule", scheduled_for=T0, now=T0, slot=True)
+    again = store.create_run(job="a", state="pending", trigger="schedule", scheduled_for=T0, now=T0, slot=True)
+    assert first is not None and again is None
+    assert len(store.list_runs(job="a")) == 1
+
+
+def test_manual_runs_at_the_same_instant_are_all_kept(store: Store) -> None:
+    ids = [store.create_run(job="a", state="pending", trigger="manual", scheduled_for=T0, now=T0) for _ in range(3)]
+    assert len(set(ids)) == 3
+
+
+def test_datetimes_come_back_as_aware_utc(store: Store) -> None:
+    seoul = T0.astimezone(timezone(timedelta(hours=9)))
+    rid = store.create_run(job="a", state="pending", trigger="manual", scheduled_for=seoul, now=T0)
+    run = store.get_run(rid)  # type: ignore[arg-type]
+    assert run.scheduled_for == T0 and run.scheduled_for.tzinfo is not None
+    assert run.scheduled_for.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        store.create_run(job="a", state="pending", trigger="manual", scheduled_for=T0.replace(tzinfo=None), now=T0)
+
+
+def test_exactly_one_claimer_wins(store: Store) -> None:
+    rid = store.create_run(job="a", state="pending", trigger="manual", scheduled_for=T0, now=T0)
+    assert rid is not None
+    wins: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def claim(node: str) -> None:
+        barrier.wait()
+        wins.append(store.claim(rid, node=node, now=T0))
+
+    threads = [threading.Thread(target=claim, args=(f"n{i}",)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(wins) == [False, False, False, True]
+    assert store.get_run(rid).state == t.RUNNING
+
+
+def test_a_final_run_never_changes_again(store: Store) -> None:
+    rid = store.create_run(job="a", state="pending", trigger="manual", scheduled_for=T0, now=T0)
+    assert rid is not None
+    assert store.claim(rid, node="n", now=T0)
+    assert store.transition(rid, t.SUCCEEDED, now=T0 + timedelta(seconds=5), exit_code=0)
+    assert not store.transition(rid, t.FAILED, now=T0 + timedelta(seconds=6))
+    run = store.get_run(rid)
+    assert run.state == t.SUCCEEDED and run.ended_at == T0 + timedelta(seconds=5) and run.duration == 5
+
+
+def test_cancelling_a_waiting_run_ends_it_at_once(store: Store) -> None:
+    rid = store.create_run(job="a", state="queued", trigger="schedule", scheduled_for=T0, now=T0)
+    run = store.request_stop(rid, "cancel", now=T0)  # type: ignore[arg-type]
+    assert run.state == t.CANCELLED and run.reason == "cancel"
+    with pytest.raises(errors.Conflict, match="already ended"):
+        store.request_stop(rid, "cancel", now=T0)  # type: ignore[arg-type]
+
+
+def test_cancelling_a_running_run_asks_its_node_to_stop_it(store: Store) -> None:
+    rid = store.create_run(job="a", state="pending", trigger="manual", scheduled_for=T0, now=T0)
+    assert rid is not None and store.claim(rid, node="n", now=T0)
+    run = store.request_stop(rid, "cancel", now=T0)
+    assert run.state == t.RUNNING and run.stop_requested == "cancel"
+
+
+def test_unknown_runs_are_reported_with_a_hint(store: Store) -> None:
+    with pytest.raises(errors.NotFound, match="corral runs"):
+        store.get_run(999)
+
+
+def test_runs_are_listed_newest_first_and_filtered(store: Store) -> None:
+    for i in range(5):
+        store.create_run(
+            job="a" if i % 2 else "b", state="skipped" if i == 4 else "pending", trigger="schedule",
+            scheduled_for=T0 + timedelta(hours=i), now=T0, slot=True,
+        )
+    assert [r.scheduled_for.hour for r in store.list_runs()] == [5, 4, 3, 2, 1]
+    assert [r.job for r in store.list_runs(job="a")] == ["a", "a"]
+    assert [r.state for r in store.list_runs(states=["skipped"])] == ["skipped"]
+    newest = store.list_runs(limit=2)
+    assert [r.id for r in store.list_runs(limit=2, before_id=newest[-1].id)] == [newest[-1].id - 1, newest[-1].id - 2]
+
+
+def test_pause_and_cursor_live_in_job_state(store: Store) -> None:
+    store.set_paused("a", True, now=T0, by="ops")
+    store.set_cursor("a", T0, now=T0)
+    state = store.job_states()["a"]
+    assert state["paused"] is True and state["paused_by"] == "ops" and state["cursor"] == T0
+    store.set_paused("a", False, now=T0)
+    assert store.job_states()["a"]["paused"] is False
+    assert store.job_states()["a"]["cursor"] == T0
+
+
+def test_durations_come_from_finished_executions_only(store: Store) -> None:
+    for minutes, state in [(10, t.SUCCEEDED), (20, t.FAILED), (30, t.CANCELLED)]:
+        rid = store.create_run(job="a", state="pending", trigger="manual", scheduled_for=T0, now=T0)
+        assert rid is not None and store.claim(rid, node="n", now=T0)
+        store.transition(rid, state, now=T0, ended_at=T0 + timedelta(minutes=minutes))
+    assert sorted(store.durations("a")) == [600.0, 1200.0]
+
+
+def test_migrating_twice_is_harmless(store_url: str) -> None:
+    open_store(store_url).close()
+    s = open_store(store_url)
+    assert s.list_runs() == []
+    s.close()
+
+
+def test_a_store_that_cannot_be_opened_says_which(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(errors.StoreError, match="not usable|cannot use"):
+        open_store(f"sqlite:///{blocker}/sub/corral.db")
