@@ -1,0 +1,1202 @@
+"""Read a job file (``corral.yaml``) into frozen :mod:`corral.spec` values.
+
+The loader finds every mistake in one pass and reports each one with its file,
+line, job and key (see :class:`corral.errors.Problem`), so a person can fix the
+whole file at once. YAML is composed into nodes (to keep line numbers and to
+catch duplicate keys, which YAML itself accepts silently), turned into plain
+values, then validated by pydantic models whose errors are rewritten into
+messages that name the key, show the bad value and say what would be valid.
+
+The job file
+============
+
+Top level (every key optional except ``jobs``):
+
+``timezone``
+    IANA zone name used by every job that sets none. Default ``UTC``.
+``log_dir``
+    Directory for run logs. Relative paths resolve against the job file's
+    directory. Default ``<dir of the job file>/.corral/logs``.
+``store``
+    SQLAlchemy URL of corral's database. A relative SQLite path
+    (``sqlite:///state/corral.db``) resolves against the job file's directory.
+    Default ``sqlite:///<dir of the job file>/.corral/corral.db``. The
+    ``CORRAL_DB`` environment variable overrides it.
+``log_max``
+    Size cap of one run's log, like ``512KB``, ``50MB``, ``1GB`` (units are
+    binary: 1KB = 1024 bytes) or a number of bytes. Default ``50MB``.
+``catchup_concurrency``
+    Whole number >= 1: how many catch-up runs may execute at once across all
+    jobs. Default 4.
+``max_running``
+    Whole number >= 1: cap on runs executing at once across all jobs. Default:
+    no cap.
+``drain``
+    Duration: on shutdown, how long running jobs get to finish. Default ``30s``.
+``web``
+    ``{host, port}`` of the dashboard. Default ``127.0.0.1`` and ``8377``.
+``defaults``
+    Any job key except ``run`` and ``schedule``; applied to every job that
+    does not set it. ``env`` and ``labels`` merge key by key (the job wins);
+    every other key is replaced as a whole.
+``jobs``
+    Mapping of job name to job. Names match ``^[a-z0-9][a-z0-9_.-]{0,63}$``.
+
+Per job (only ``run`` is required):
+
+``run``
+    A shell string (run as ``/bin/sh -c STRING``) or an argv list
+    (``["python", "sync.py"]``, run without a shell; numbers in the list are
+    taken as written).
+``cwd``
+    Working directory; relative paths resolve against the job file's directory.
+``env``
+    Mapping ``NAME: value`` added to the environment; numbers and booleans are
+    taken as written (``DEBUG: yes`` gives ``"yes"``).
+``schedule``
+    One value or a list: a cron string (``"0 1 * * *"``), ``{every: 30h,
+    anchor: "2024-01-01 01:00"}`` or ``{after_completion: 6h}``. Absent means
+    manual runs only.
+``timezone``
+    IANA zone for the job's wall-clock schedules. Default: the top-level one.
+``overlap``
+    What a due run does while the previous one still runs: ``skip``
+    (default), ``queue_one``, ``queue_all``, ``replace`` or ``allow``.
+``max_concurrent``
+    Whole number >= 1: cap on overlapping runs with ``overlap: allow`` (no
+    cap when absent). Above 1 it is an error with any other overlap.
+``min_gap``
+    Duration: a run does not start until this long after the previous run ended.
+``timeout``
+    Duration: a run still going after this long is killed (with its process tree).
+``kill_grace``
+    Duration between the polite stop signal and the kill. Default ``10s``.
+``retries``
+    Number of retries (``3``) or ``{attempts, backoff, factor, max_backoff,
+    jitter, exit_codes, on}``: attempts >= 0 (default 0), backoff duration
+    (``10s``), factor >= 1 (2), max_backoff duration (``1h``), jitter fraction
+    0..1 (0.1), exit_codes list of 1..255 (default any), on list of
+    ``failed``/``timed_out``/``lost`` (default all three).
+``catchup``
+    ``none`` (default), ``latest`` or ``all``, or ``{mode, window}`` (window:
+    duration, default ``1d``): which slots missed while corral was down still run.
+``start_deadline``
+    Duration: a run that could not start within this long after its slot is
+    skipped.
+``enabled``
+    ``true`` (default) or ``false``.
+``description``
+    Free text.
+``labels``
+    Mapping ``{zone: eu}`` or a list ``[gpu, ssd]`` (a list item ``s`` means
+    ``s: ""``).
+``dst``
+    ``{gap: run_after|skip, fold: cron|once|both}``; see
+    :class:`corral.spec.DstPolicy`. Default ``run_after`` and ``cron``.
+``log_max``
+    Log size cap for this job. Default: the top-level ``log_max``.
+
+Durations are written ``90s``, ``30m``, ``26h``, ``2d``, ``1h30m``; a bare
+number is seconds. Keys reserved for later (``steps``, ``params``,
+``trigger``, ``wait_for``, ``parallelism``) are rejected as "not supported yet".
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import os
+import re
+import textwrap
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from corral import durations, errors, spec
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+NO_CAP = 2**31 - 1
+"""``max_concurrent`` of an ``overlap: allow`` job that sets none: no cap."""
+
+DEFAULT_FILE = "corral.yaml"
+
+SCHEDULE_KEYS: tuple[str, ...] = ("every", "anchor", "after_completion")
+"""Keys a mapping schedule may use (``schedule.parse`` decides what combines)."""
+
+RESERVED_JOB_KEYS: dict[str, str] = {
+    "steps": 'pipelines of steps are planned; for now chain the stages in run, like run: "./a.sh && ./b.sh"',
+    "params": "job parameters are planned; for now pass values through env",
+    "trigger": "job-after-job triggers are planned; for now use a schedule or start runs by hand",
+    "wait_for": "wait-for conditions are planned; for now check the condition at the start of run",
+    "parallelism": 'parallel step groups are planned; for now start the parts in one shell, like run: "./a.sh & ./b.sh & wait"',
+}
+"""Job keys of features not built yet. To add one: give the job model a field
+and drop its entry here."""
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SQLITE_RE = re.compile(r"^(sqlite(?:\+\w+)?):///(.*)$", re.DOTALL)
+
+Path_ = tuple[Any, ...]
+
+
+# ---------------------------------------------------------------------------
+# Scalar values
+
+
+def _fail(message: str) -> PydanticCustomError:
+    # Braces in our messages ("{every: 30h}") must not be read as a template.
+    return PydanticCustomError("corral", "{m}", {"m": message})
+
+
+def _to_duration(value: Any) -> Any:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, (dict, list)):
+        raise _fail(f"{_show(value)} is not a duration; write it like 90s, 30m, 26h or 2d")
+    try:
+        return durations.parse(value)
+    except errors.DurationError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _to_positive_duration(value: Any) -> Any:
+    delta = _to_duration(value)
+    if isinstance(delta, timedelta) and delta <= timedelta(0):
+        raise _fail(f"{_show(value)} is zero; write a duration longer than 0, like 90s, 30m or 2h")
+    return delta
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``512KB``, ``50MB``, ``1GB`` (binary units) or a whole number of bytes."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _fail(f"{_show(value)} is not a size; write it like 512KB, 50MB or 1GB")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.fullmatch(value.strip().lower())
+        if match is None or match.group(2) not in _SIZE_UNITS:
+            raise _fail(f"{_show(value)} is not a size; write a number with a unit B, KB, MB or GB, like 512KB, 50MB or 1GB")
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if size <= 0:
+        raise _fail(f"{_show(value)} is too small; a size must be at least 1 byte, like 512KB or 50MB")
+    return size
+
+
+@functools.cache
+def _zones() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def _suggest_zone(name: str) -> str | None:
+    zones = _zones()
+    lower = {zone.lower(): zone for zone in zones}
+    wanted = name.strip().lower().replace(" ", "_")
+    if wanted in lower:
+        return lower[wanted]
+    cities = {zone.rsplit("/", 1)[-1].lower(): zone for zone in zones if "/" in zone}
+    if wanted in cities:
+        return cities[wanted]
+    close = difflib.get_close_matches(wanted, list(lower), n=1, cutoff=0.75)
+    if close:
+        return lower[close[0]]
+    close = difflib.get_close_matches(wanted, list(cities), n=1, cutoff=0.75)
+    return cities[close[0]] if close else None
+
+
+def check_timezone(name: str) -> str:
+    """Return ``name`` if it is a known IANA zone; raise a did-you-mean otherwise."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    else:
+        return name
+    hint = _suggest_zone(name)
+    if hint is not None:
+        raise _fail(f'unknown time zone "{name}"; did you mean "{hint}"?')
+    raise _fail(f'unknown time zone "{name}"; use an IANA name like "Asia/Seoul", "Europe/Berlin" or "UTC"')
+
+
+def _check_url(value: str) -> str:
+    if not _URL_RE.match(value):
+        raise _fail(
+            f"{_show(value)} is not a database URL; write it like sqlite:///corral.db "
+            "or postgresql+psycopg://user@host/corral"
+        )
+    return value
+
+
+def _check_run(value: Any) -> Any:
+    example = 'like run: "echo hello" or run: ["echo", "hello"]'
+    if isinstance(value, str):
+        if not value.strip():
+            raise _fail(f"empty command; write the command to run, {example}")
+        return value
+    if isinstance(value, list):
+        if not value:
+            raise _fail('empty list; an argv list needs at least the program, like run: ["echo", "hello"]')
+        for number, item in enumerate(value, 1):
+            if not isinstance(item, str):
+                raise _fail(f'item {number} is {_show(item)}; every argv item must be text, like run: ["python", "sync.py"]')
+        if not value[0]:
+            raise _fail('the program (item 1) is empty; like run: ["echo", "hello"]')
+        return value
+    raise _fail(f"{_show(value)} is not a command; write a shell string or an argv list, {example}")
+
+
+def _check_env(value: Any) -> Any:
+    if isinstance(value, dict):
+        for name in value:
+            if not name or "=" in name or "\0" in name:
+                raise _fail(f'"{name}" is not an environment variable name; use a name like LANG or APP_MODE')
+    return value
+
+
+def _retries_shorthand(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"attempts": value}
+    return value
+
+
+def _catchup_shorthand(value: Any) -> Any:
+    return {"mode": value} if isinstance(value, str) else value
+
+
+def _labels_shorthand(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    labels: dict[str, str] = {}
+    for number, item in enumerate(value, 1):
+        if not isinstance(item, str):
+            raise _fail(
+                f"item {number} is {_show(item)}; list labels as words like [gpu, ssd] or use a mapping like {{zone: eu}}"
+            )
+        labels[item] = ""
+    return labels
+
+
+def _after(check: Callable[[Any], Any]) -> Any:
+    from pydantic import AfterValidator
+
+    return AfterValidator(check)
+
+
+Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(_to_positive_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+TimeZone = Annotated[str, _after(check_timezone)]
+Count = Annotated[int, Field(ge=1)]
+
+
+# ---------------------------------------------------------------------------
+# Models: the shape of the file. Each key's wording for errors is in _EXPECT.
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Web(_Strict):
+    """``web:`` where the dashboard listens."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8377
+
+
+class _Settings(_Strict):
+    """Top-level keys. ``defaults`` and ``jobs`` are checked on their own."""
+
+    timezone: TimeZone = "UTC"
+    log_dir: str | None = None
+    store: Annotated[str, _after(_check_url)] | None = None
+    log_max: Size = spec.DEFAULT_LOG_MAX_BYTES
+    catchup_concurrency: Count = 4
+    max_running: Count | None = None
+    drain: Duration = timedelta(seconds=30)
+    web: _Web = _Web()
+    defaults: Any = None
+    jobs: Any = None
+
+
+class _Retries(_Strict):
+    """``retries:`` of a job (an int N is shorthand for ``{attempts: N}``)."""
+
+    attempts: Annotated[int, Field(ge=0)] = 0
+    backoff: Duration = timedelta(seconds=10)
+    factor: Annotated[float, Field(ge=1)] = 2.0
+    max_backoff: Duration = timedelta(hours=1)
+    jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
+    exit_codes: Annotated[list[Annotated[int, Field(ge=1, le=255)]], Field(min_length=1)] | None = None
+    on: Annotated[list[Literal["failed", "timed_out", "lost"]], Field(min_length=1)] = list(spec.RETRYABLE_STATES)
+
+
+class _Catchup(_Strict):
+    """``catchup:`` of a job (a string is shorthand for ``{mode: ...}``)."""
+
+    mode: Literal["none", "latest", "all"] = "none"
+    window: PositiveDuration = timedelta(days=1)
+
+
+class _Dst(_Strict):
+    """``dst:`` of a job."""
+
+    gap: Literal["run_after", "skip"] = "run_after"
+    fold: Literal["cron", "once", "both"] = "cron"
+
+
+class _JobOptions(_Strict):
+    """Job keys that ``defaults:`` may also set."""
+
+    cwd: str | None = None
+    env: Annotated[dict[str, str], _after(_check_env)] = {}
+    timezone: TimeZone | None = None
+    overlap: Literal["skip", "queue_one", "queue_all", "replace", "allow"] = "skip"
+    max_concurrent: Count | None = None
+    min_gap: Duration | None = None
+    timeout: PositiveDuration | None = None
+    kill_grace: Duration = spec.DEFAULT_KILL_GRACE
+    retries: Annotated[_Retries, BeforeValidator(_retries_shorthand)] = _Retries()
+    catchup: Annotated[_Catchup, BeforeValidator(_catchup_shorthand)] = _Catchup()
+    start_deadline: PositiveDuration | None = None
+    enabled: bool = True
+    description: str = ""
+    labels: Annotated[dict[str, str], BeforeValidator(_labels_shorthand)] = {}
+    dst: _Dst = _Dst()
+    log_max: Size | None = None
+
+
+class _Job(_JobOptions):
+    """A job: the options plus what only a job itself can say."""
+
+    run: Annotated[Any, _after(_check_run)]
+    schedule: Any = None  # each value goes through schedule.parse (see _Checker.schedules)
+
+
+_DURATION = "a duration like 90s, 30m, 26h or 2d"
+_EXPECT: dict[str, str] = {
+    "timezone": 'an IANA time zone name like "Asia/Seoul" or "UTC"',
+    "log_dir": "a directory path",
+    "store": "a database URL like sqlite:///corral.db or postgresql+psycopg://user@host/corral",
+    "log_max": "a size like 512KB, 50MB or 1GB",
+    "catchup_concurrency": "a whole number of 1 or more",
+    "max_running": "a whole number of 1 or more",
+    "drain": _DURATION,
+    "web": "a mapping like {host: 127.0.0.1, port: 8377}",
+    "web.host": "a host name or IP address",
+    "web.port": "a port number from 1 to 65535",
+    "defaults": "a mapping of job keys to apply to every job",
+    "jobs": "a mapping of job name to job",
+    "cwd": "a directory path",
+    "env": "a mapping of NAME: value, like {LANG: C.UTF-8}",
+    "env.*": "text, a number or true/false",
+    "overlap": "one of skip, queue_one, queue_all, replace, allow",
+    "max_concurrent": "a whole number of 1 or more",
+    "min_gap": _DURATION,
+    "timeout": _DURATION,
+    "kill_grace": _DURATION,
+    "retries": "a number of attempts like 3, or a mapping like {attempts: 3, backoff: 30s}",
+    "retries.attempts": "a whole number of 0 or more",
+    "retries.backoff": _DURATION,
+    "retries.factor": "a number of 1 or more, like 2",
+    "retries.max_backoff": _DURATION,
+    "retries.jitter": "a fraction from 0 to 1, like 0.1",
+    "retries.exit_codes": "a list of exit codes from 1 to 255, like [1, 75]",
+    "retries.exit_codes.*": "an exit code from 1 to 255",
+    "retries.on": "a list of failed, timed_out, lost",
+    "retries.on.*": "one of failed, timed_out, lost",
+    "catchup": "none, latest or all, or a mapping like {mode: latest, window: 6h}",
+    "catchup.mode": "one of none, latest, all",
+    "catchup.window": _DURATION,
+    "start_deadline": _DURATION,
+    "enabled": "true or false",
+    "description": "text",
+    "labels": "a mapping like {zone: eu} or a list like [gpu, ssd]",
+    "labels.*": "text",
+    "dst": "a mapping like {gap: run_after, fold: cron}",
+    "dst.gap": "one of run_after, skip",
+    "dst.fold": "one of cron, once, both",
+    "run": 'a shell string like "echo hello" or an argv list like ["echo", "hello"]',
+    "schedule": 'a cron string like "0 1 * * *", {every: 30h} or {after_completion: 6h}, or a list of them',
+}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    lowered = {choice.lower(): choice for choice in choices}
+    if word.lower() in lowered:
+        return lowered[word.lower()]
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[close[0]] if close else None
+
+
+def _unknown_key(name: str, valid: list[str]) -> str:
+    hint = _did_you_mean(name, valid)
+    if hint is not None:
+        return f'unknown key "{name}"; did you mean "{hint}"?'
+    return f'unknown key "{name}"; valid keys are {", ".join(valid)}'
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, Annotated) or type(annotation).__name__ == "UnionType":
+        for arg in get_args(annotation):
+            found = _inner_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+@dataclass
+class _Where:
+    """What a pydantic error location means in the file's terms."""
+
+    key: str | None  # dotted key for messages ("retries.exit_codes"), list indexes dropped
+    pattern: str  # the _EXPECT entry ("env.*")
+    parent: type[BaseModel] | None  # the model holding the last key
+
+
+def _where(model: type[BaseModel], loc: tuple[Any, ...]) -> _Where:
+    names: list[str] = []
+    pattern: list[str] = []
+    current: type[BaseModel] | None = model
+    parent: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        names.append(str(part))
+        parent = current
+        if current is not None and part in current.model_fields:
+            pattern.append(str(part))
+            current = _inner_model(current.model_fields[part].annotation)
+        else:
+            pattern.append("*")
+            current = None
+    return _Where(".".join(names) or None, ".".join(pattern), parent)
+
+
+# ---------------------------------------------------------------------------
+# YAML: nodes to plain values, remembering where each one was written.
+
+_TAG = "tag:yaml.org,2002:"
+_SAFE = yaml.constructor.SafeConstructor()
+_SCALARS: dict[str, Callable[[yaml.ScalarNode], Any]] = {
+    _TAG + "null": _SAFE.construct_yaml_null,
+    _TAG + "bool": _SAFE.construct_yaml_bool,
+    _TAG + "int": _SAFE.construct_yaml_int,
+    _TAG + "float": _SAFE.construct_yaml_float,
+    _TAG + "str": _SAFE.construct_yaml_str,
+    # Dates stay text: no key wants a date object, and anchors go to schedule.parse.
+    _TAG + "timestamp": lambda node: node.value,
+}
+
+
+@dataclass
+class _Doc:
+    """Plain values of a YAML document plus where every value and key was written.
+
+    Paths are tuples from the root, like ``("jobs", "sync", "retries", "attempts")``.
+    """
+
+    file: str
+    lines: dict[Path_, int] = field(default_factory=dict)
+    key_lines: dict[Path_, int] = field(default_factory=dict)
+    raw: dict[Path_, str] = field(default_factory=dict)
+    ends: dict[Path_, int] = field(default_factory=dict)
+    problems: list[errors.Problem] = field(default_factory=list)
+
+    def build(self, node: yaml.Node, path: Path_ = (), key_line: int | None = None, stack: frozenset[int] = frozenset()) -> Any:
+        block = isinstance(node, yaml.CollectionNode) and not node.flow_style
+        self.lines[path] = key_line if (block and key_line is not None) else node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            self.raw[path] = node.value
+            self.ends[path] = node.end_mark.line + (1 if node.end_mark.column else 0)
+            construct = _SCALARS.get(node.tag)
+            if construct is None:
+                self.problem(path, node.start_mark.line + 1, f'unsupported YAML tag "{node.tag}"; remove it')
+                return node.value
+            return construct(node)
+        if id(node) in stack:
+            self.problem(path, node.start_mark.line + 1, "an alias refers to itself; remove the loop")
+            return None
+        stack = stack | {id(node)}
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.build(child, (*path, index), None, stack) for index, child in enumerate(node.value)]
+            self.ends[path] = self._end(node, [(*path, index) for index in range(len(items))])
+            return items
+        assert isinstance(node, yaml.MappingNode)
+        result: dict[str, Any] = {}
+        seen: dict[str, int] = {}
+        for key_node, value_node in self._pairs(node, path, seen, stack):
+            name = key_node.value
+            line = key_node.start_mark.line + 1
+            self.key_lines[(*path, name)] = line
+            result[name] = self.build(value_node, (*path, name), line, stack)
+        self.ends[path] = self._end(node, [(*path, name) for name in result])
+        return result
+
+    def _pairs(
+        self, node: yaml.MappingNode, path: Path_, seen: dict[str, int] | None, stack: frozenset[int]
+    ) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+        """Explicit pairs first, then pairs brought in by ``<<: *anchor`` (which lose to them)."""
+        pairs: list[tuple[yaml.ScalarNode, yaml.Node]] = []
+        merged: list[tuple[yaml.ScalarNode, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == _TAG + "merge":
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in sources:
+                    if not isinstance(source, yaml.MappingNode) or id(source) in stack:
+                        self.problem(path, line, "<< must refer to a mapping, like <<: *common")
+                        continue
+                    merged.extend(self._pairs(source, path, None, stack | {id(source)}))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(path, line, "a key must be plain text, not a list or mapping")
+                continue
+            if seen is not None:
+                if key_node.value in seen:
+                    self.duplicate(path, key_node.value, seen[key_node.value], line)
+                seen[key_node.value] = line
+            pairs.append((key_node, value_node))
+        names = {key.value for key, _ in pairs}
+        for key_node, value_node in merged:
+            if key_node.value not in names:
+                names.add(key_node.value)
+                pairs.append((key_node, value_node))
+        # The last duplicate wins, as in YAML; the duplicate itself is already an error.
+        last = {key.value: (key, value) for key, value in pairs}
+        return list(last.values())
+
+    def _end(self, node: yaml.Node, children: list[Path_]) -> int:
+        if node.flow_style or not children:
+            return node.end_mark.line + (1 if node.end_mark.column else 0)
+        return max(self.ends.get(child, 0) for child in children)
+
+    def problem(self, path: Path_, line: int | None, message: str) -> None:
+        job, key = _split(path)
+        self.problems.append(errors.Problem(self.file, line, job, key, message))
+
+    def duplicate(self, path: Path_, name: str, first: int, again: int) -> None:
+        if path == ("jobs",):
+            self.problems.append(
+                errors.Problem(self.file, again, name, None, f"defined twice (also on line {first}); job names must be unique")
+            )
+            return
+        self.problem(path, again, f'duplicate key "{name}" (also on line {first}); YAML would silently keep only the last one')
+
+    def line(self, prefixes: list[Path_], loc: tuple[Any, ...], *, of_key: bool = False) -> int | None:
+        """Line of the deepest part of ``loc`` written under one of ``prefixes``."""
+        best: tuple[int, int | None] = (-1, None)
+        for prefix in prefixes:
+            for depth in range(len(loc), -1, -1):
+                path = (*prefix, *loc[:depth])
+                if depth == 0 or path in self.lines:
+                    if depth == 0:
+                        found = self.key_lines.get(path, self.lines.get(path))
+                    elif of_key and depth == len(loc):
+                        found = self.key_lines.get(path, self.lines[path])
+                    else:
+                        found = self.lines[path]
+                    if depth > best[0]:
+                        best = (depth, found)
+                    break
+        return best[1]
+
+    def shown(self, path: Path_, value: Any) -> str:
+        """A value for a message, as it was written when it is not text."""
+        if isinstance(value, (bool, int, float)) and path in self.raw:
+            return self.raw[path]
+        return _show(value)
+
+
+def _split(path: Path_) -> tuple[str | None, str | None]:
+    """(job, dotted key) of an absolute path."""
+    job = None
+    if len(path) >= 2 and path[0] == "jobs":
+        job, path = str(path[1]), path[2:]
+    names = [str(part) for part in path if not isinstance(part, int)]
+    return job, ".".join(names) or None
+
+
+# ---------------------------------------------------------------------------
+# The checker: one pass over the whole file, collecting problems.
+
+
+class _Checker:
+    def __init__(self, doc: _Doc, base: Path) -> None:
+        self.doc = doc
+        self.base = base
+        self.problems = doc.problems
+        self.warnings: list[errors.Problem] = []
+
+    def add(self, line: int | None, job: str | None, key: str | None, message: str) -> None:
+        self.problems.append(errors.Problem(self.doc.file, line, job, key, message))
+
+    def warn(self, line: int | None, job: str | None, key: str | None, message: str) -> None:
+        self.warnings.append(errors.Problem(self.doc.file, line, job, key, message))
+
+    # -- pydantic ------------------------------------------------------------
+
+    def validate(
+        self,
+        model: type[_Strict],
+        data: dict[str, Any],
+        *,
+        origins: Mapping[str, list[Path_]],
+        job: str | None,
+        key_prefix: str | None = None,
+    ) -> tuple[_Strict | None, set[str]]:
+        """Validate ``data``; report every error; return the model and the keys that failed."""
+        try:
+            return model.model_validate(data), set()
+        except ValidationError as exc:
+            failed: set[str] = set()
+            for error in exc.errors(include_url=False):
+                loc = tuple(error["loc"])
+                if loc:
+                    failed.add(str(loc[0]))
+                prefixes = origins.get(str(loc[0]), []) if loc else []
+                prefixes = prefixes or next(iter(origins.values()), [()])
+                where = _where(model, loc)
+                extra = error["type"] in ("extra_forbidden", "missing")
+                line = self.doc.line(prefixes, loc, of_key=extra)
+                exact = self._exact(prefixes, loc)
+                key, message = self.explain(error, where, exact, model)
+                if key_prefix:
+                    key = f"{key_prefix}.{key}" if key else key_prefix
+                self.add(line, job, key, message)
+            return None, failed
+
+    def _exact(self, prefixes: list[Path_], loc: tuple[Any, ...]) -> Path_:
+        for prefix in prefixes:
+            if (*prefix, *loc) in self.doc.lines:
+                return (*prefix, *loc)
+        return ()
+
+    def explain(self, error: Any, where: _Where, path: Path_, model: type[BaseModel]) -> tuple[str | None, str]:
+        kind = error["type"]
+        value = error.get("input")
+        loc = tuple(error["loc"])
+        shown = self.doc.shown(path, value)
+        expect = _EXPECT.get(where.pattern, "")
+        if kind == "corral":
+            return where.key, error["ctx"]["m"]
+        parent_key = ".".join(where.key.split(".")[:-1]) if where.key else ""
+        name = str(loc[-1]) if loc else ""
+        if kind == "extra_forbidden":
+            return parent_key or None, self.unknown(name, where.parent, value)
+        if kind == "missing":
+            if name == "run":
+                return None, 'no "run" key; every job needs a command, like run: "echo hello" or run: ["echo", "hello"]'
+            return parent_key or None, f'missing key "{name}": {_EXPECT.get(where.pattern, "")}'
+        if value is None:
+            return where.key, f"no value given; expected {expect}"
+        if kind == "literal_error":
+            choices = re.findall(r"'([^']*)'", error["ctx"]["expected"])
+            message = f"{shown} is not one of {', '.join(choices)}"
+            hint = _did_you_mean(value, choices) if isinstance(value, str) else None
+            return where.key, message + (f'; did you mean "{hint}"?' if hint else "")
+        if kind in ("greater_than_equal", "greater_than"):
+            return where.key, f"{shown} is too small; expected {expect}"
+        if kind in ("less_than_equal", "less_than"):
+            return where.key, f"{shown} is too large; expected {expect}"
+        if kind == "too_short":
+            return where.key, f"an empty list; expected {expect}"
+        if isinstance(value, str) and kind in ("int_type", "float_type", "bool_type"):
+            unquoted = _SAFE_LOADABLE.get(kind, lambda text: False)(value)
+            if unquoted:
+                return where.key, f"{shown} is text, not {_KIND_NOUN[kind]}; write it without quotes"
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and kind == "string_type":
+            return where.key, f'{shown} is a number, not {expect}; put it in quotes: "{value}"'
+        if expect:
+            return where.key, f"{shown} is not {expect}"
+        return where.key, f"{shown}: {error['msg']}"
+
+    def unknown(self, name: str, parent: type[BaseModel] | None, value: Any) -> str:
+        if parent is None:
+            return f'unknown key "{name}"'
+        valid = [key for key in parent.model_fields if key not in ("defaults", "jobs") or parent is _Settings]
+        if parent is _Settings:
+            if name in _Job.model_fields:
+                return f'unknown key "{name}"; {name} is a job setting: put it under a job, or under "defaults:" to apply it to every job'
+            if isinstance(value, dict) and "run" in value:
+                return f'unknown key "{name}"; it looks like a job: put it under "jobs:"'
+        if parent in (_Job, _JobOptions):
+            if name in RESERVED_JOB_KEYS:
+                return f'"{name}" is not supported yet: {RESERVED_JOB_KEYS[name]}'
+            if name in _Settings.model_fields and name not in parent.model_fields:
+                return f'unknown key "{name}"; {name} is a top-level setting, not a job setting'
+        return _unknown_key(name, valid)
+
+    # -- the file --------------------------------------------------------------
+
+    def check(self, tree: Any, environ: Mapping[str, str], config_path: Path) -> tuple[spec.Settings, dict[str, spec.JobSpec]]:
+        top = {key: value for key, value in tree.items()}
+        model, failed = self.validate(_Settings, top, origins={key: [()] for key in top} or {"": [()]}, job=None)
+        settings_model = model if isinstance(model, _Settings) else None
+        timezone = settings_model.timezone if settings_model else _valid_or(top.get("timezone"), check_timezone, "UTC")
+        log_max = settings_model.log_max if settings_model else spec.DEFAULT_LOG_MAX_BYTES
+        settings = self.settings(settings_model, environ, config_path)
+
+        defaults = self.defaults(top.get("defaults"))
+        jobs: dict[str, spec.JobSpec] = {}
+        raw_jobs = top.get("jobs")
+        if "jobs" not in top:
+            self.add(None, None, None, 'no "jobs:" section; add one with at least one job, like  jobs: {hello: {run: "echo hello"}}')
+        elif raw_jobs is None or raw_jobs == {}:
+            self.add(self.doc.key_lines.get(("jobs",)), None, "jobs", 'is empty; add at least one job, like  hello: {run: "echo hello"}')
+        elif isinstance(raw_jobs, list):
+            self.add(self.doc.lines.get(("jobs",)), None, "jobs", "is a list; jobs maps each job name to its settings, like  hello: {run: \"echo hello\"}")
+        elif not isinstance(raw_jobs, dict):
+            self.add(self.doc.lines.get(("jobs",)), None, "jobs", f"{self.doc.shown(('jobs',), raw_jobs)} is not {_EXPECT['jobs']}")
+        else:
+            for name, body in raw_jobs.items():
+                job = self.job(name, body, defaults, timezone, log_max)
+                if job is not None:
+                    jobs[name] = job
+        return settings, jobs
+
+    def settings(self, model: _Settings | None, environ: Mapping[str, str], config_path: Path) -> spec.Settings:
+        model = model or _Settings()
+        log_dir = self.base / ".corral" / "logs" if model.log_dir is None else _resolve(self.base, model.log_dir)
+        store = model.store or f"sqlite:///{self.base / '.corral' / 'corral.db'}"
+        store = environ.get("CORRAL_DB") or _resolve_sqlite(store, self.base)
+        return spec.Settings(
+            config_path=config_path,
+            timezone=model.timezone,
+            log_dir=log_dir,
+            store_url=store,
+            log_max_bytes=model.log_max,
+            catchup_concurrency=model.catchup_concurrency,
+            max_running=model.max_running,
+            drain=model.drain,
+            web_host=model.web.host,
+            web_port=model.web.port,
+        )
+
+    def defaults(self, raw: Any) -> dict[str, tuple[Any, list[Path_]]]:
+        """Valid ``defaults:`` keys with their values (bad ones are reported once, here)."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.add(self.doc.lines.get(("defaults",)), None, "defaults", f"{self.doc.shown(('defaults',), raw)} is not {_EXPECT['defaults']}")
+            return {}
+        raw = dict(raw)
+        for name in ("run", "schedule"):
+            if name in raw:
+                del raw[name]
+                self.add(
+                    self.doc.key_lines.get(("defaults", name)),
+                    None,
+                    "defaults",
+                    f'"{name}" cannot have a default; set it on each job',
+                )
+        data = _text_scalars(self.doc, raw, ("defaults",))
+        _, failed = self.validate(_JobOptions, data, origins={key: [("defaults",)] for key in data}, job=None, key_prefix="defaults")
+        return {key: (value, [("defaults",)]) for key, value in data.items() if key not in failed}
+
+    def job(
+        self,
+        name: str,
+        body: Any,
+        defaults: dict[str, tuple[Any, list[Path_]]],
+        timezone: str,
+        log_max: int,
+    ) -> spec.JobSpec | None:
+        prefix: Path_ = ("jobs", name)
+        key_line = self.doc.key_lines.get(prefix)
+        good_name = bool(_NAME_RE.match(name))
+        if not good_name:
+            self.add(key_line, name, None, _bad_name(name))
+        if body is None:
+            self.add(key_line, name, None, 'has no settings; a job needs at least a command, like  run: "echo hello"')
+            return None
+        if isinstance(body, str):
+            self.add(key_line, name, None, f"is text, not a mapping; write the command under run, like  {name}: {{run: {json.dumps(body)}}}")
+            return None
+        if not isinstance(body, dict):
+            self.add(key_line, name, None, f'{self.doc.shown(prefix, body)} is not a job; a job is a mapping with at least "run", like  {{run: "echo hello"}}')
+            return None
+
+        own = _text_scalars(self.doc, body, prefix)
+        for reserved in [key for key in own if key in RESERVED_JOB_KEYS]:
+            del own[reserved]
+            self.add(self.doc.key_lines.get((*prefix, reserved)), name, None, f'"{reserved}" is not supported yet: {RESERVED_JOB_KEYS[reserved]}')
+        data: dict[str, Any] = {}
+        origins: dict[str, list[Path_]] = {}
+        for key, (value, where) in defaults.items():
+            data[key] = value
+            origins[key] = where
+        for key, value in own.items():
+            if key in ("env", "labels") and isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+                origins[key] = [prefix, *origins[key]]
+            else:
+                data[key] = value
+                origins[key] = [prefix]
+        origins.setdefault("run", [prefix])
+
+        model, _ = self.validate(_Job, data, origins=origins, job=name)
+        tz = _valid_or(data.get("timezone"), check_timezone, timezone)
+        dst = _valid_or(data.get("dst", {}), lambda value: _Dst.model_validate(value), _Dst())
+        dst_policy = spec.DstPolicy(gap=dst.gap, fold=dst.fold)
+        schedules = self.schedules(name, data, origins.get("schedule", [prefix]), tz, dst_policy)
+        if not isinstance(model, _Job) or schedules is None or not good_name:
+            return None
+        job = self.spec(name, model, tz, dst_policy, schedules, log_max, key_line)
+        self.check_rules(job, model, data, origins)
+        return job
+
+    def schedules(self, name: str, data: dict[str, Any], prefixes: list[Path_], tz: str, dst: spec.DstPolicy) -> tuple[Any, ...] | None:
+        """Every schedule value through ``schedule.parse``; None if any is wrong."""
+        if "schedule" not in data:
+            return ()
+        from corral import schedule
+
+        raw = data["schedule"]
+        if raw is None:
+            self.add(self.doc.line(prefixes, ("schedule",)), name, "schedule", f"no value given; expected {_EXPECT['schedule']}, or remove schedule for a job you only start by hand")
+            return None
+        items = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
+        parsed = []
+        ok = True
+        for index, item in items:
+            loc = ("schedule",) if index is None else ("schedule", index)
+            line = self.doc.line(prefixes, loc)
+            if isinstance(item, dict):
+                unknown = [key for key in item if key not in SCHEDULE_KEYS]
+                for key in unknown:
+                    self.add(self.doc.line(prefixes, (*loc, key), of_key=True), name, "schedule", _unknown_key(key, list(SCHEDULE_KEYS)))
+                if unknown:
+                    ok = False
+                    continue
+            elif not isinstance(item, str):
+                self.add(line, name, "schedule", f"{self.doc.shown((*prefixes[0], *loc), item)} is not a schedule; write {_EXPECT['schedule']}")
+                ok = False
+                continue
+            try:
+                parsed.append(schedule.parse(item, timezone=tz, dst=dst))
+            except (errors.ScheduleError, errors.DurationError) as exc:
+                self.add(line, name, "schedule", f"{self.flow((*prefixes[0], *loc), item)}: {exc}")
+                ok = False
+        return tuple(parsed) if ok else None
+
+    def flow(self, path: Path_, value: Any) -> str:
+        """A schedule value for a message, close to how it was written."""
+        if isinstance(value, dict):
+            inner = ", ".join(f"{key}: {self.doc.raw.get((*path, key), _show(item))}" for key, item in value.items())
+            return "{" + inner + "}"
+        return _show(value)
+
+    def spec(
+        self,
+        name: str,
+        model: _Job,
+        tz: str,
+        dst: spec.DstPolicy,
+        schedules: tuple[Any, ...],
+        log_max: int,
+        key_line: int | None,
+    ) -> spec.JobSpec:
+        if isinstance(model.run, str):
+            command: tuple[str, ...] = ("/bin/sh", "-c", model.run)
+            shell = True
+        else:
+            command = tuple(model.run)
+            shell = False
+        if model.max_concurrent is not None:
+            max_concurrent = model.max_concurrent
+        else:
+            max_concurrent = NO_CAP if model.overlap == "allow" else 1
+        retries = model.retries
+        return spec.JobSpec(
+            name=name,
+            command=command,
+            shell=shell,
+            schedules=schedules,
+            timezone=tz,
+            cwd=None if model.cwd is None else _resolve(self.base, model.cwd),
+            env=tuple(model.env.items()),
+            overlap=model.overlap,
+            max_concurrent=max_concurrent,
+            min_gap=model.min_gap,
+            timeout=model.timeout,
+            kill_grace=model.kill_grace,
+            retries=spec.RetryPolicy(
+                attempts=retries.attempts,
+                backoff=retries.backoff,
+                factor=retries.factor,
+                max_backoff=retries.max_backoff,
+                jitter=retries.jitter,
+                exit_codes=None if retries.exit_codes is None else tuple(dict.fromkeys(retries.exit_codes)),
+                on=tuple(dict.fromkeys(retries.on)),
+            ),
+            catchup=spec.CatchupPolicy(mode=model.catchup.mode, window=model.catchup.window),
+            start_deadline=model.start_deadline,
+            enabled=model.enabled,
+            description=model.description,
+            labels=tuple(model.labels.items()),
+            dst=dst,
+            log_max_bytes=model.log_max if model.log_max is not None else log_max,
+            line=key_line,
+            source=self.source(("jobs", name), key_line),
+        )
+
+    def source(self, path: Path_, key_line: int | None) -> str:
+        if key_line is None:
+            return ""
+        lines = self.doc_text_lines[key_line - 1 : max(self.doc.ends.get(path, key_line), key_line)]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return textwrap.dedent("\n".join(lines)) + "\n"
+
+    doc_text_lines: list[str] = []
+
+    def check_rules(self, job: spec.JobSpec, model: _Job, data: dict[str, Any], origins: Mapping[str, list[Path_]]) -> None:
+        """Rules across keys: errors for contradictions, warnings for likely surprises."""
+
+        def line(key: str) -> int | None:
+            return self.doc.line(origins.get(key, [("jobs", job.name)]), (key,))
+
+        name = job.name
+        if model.max_concurrent is not None and model.overlap != "allow":
+            if model.max_concurrent > 1:
+                self.add(
+                    line("max_concurrent"),
+                    name,
+                    "max_concurrent",
+                    f"{model.max_concurrent} only applies with overlap: allow, but overlap is {model.overlap}; "
+                    f"set overlap: allow to let up to {model.max_concurrent} runs overlap, or remove max_concurrent",
+                )
+            else:
+                self.warn(line("max_concurrent"), name, "max_concurrent", f"has no effect with overlap: {model.overlap}; only overlap: allow runs several at once")
+        if model.overlap == "allow" and model.max_concurrent is None and model.timeout is None and job.schedules:
+            self.warn(
+                line("overlap"),
+                name,
+                "overlap",
+                "allow with neither max_concurrent nor timeout: a run that hangs never ends while new ones keep starting; set one of them",
+            )
+        if not job.schedules:
+            return
+        from corral import schedule
+
+        interval = schedule.interval_of(job.schedules)
+        if interval is None or interval <= timedelta(0):
+            return
+        if job.overlap == "allow" and job.timeout is not None and job.timeout > interval:
+            overlapping = min(-(-job.timeout // interval), job.max_concurrent)
+            if overlapping > 1:
+                self.warn(
+                    line("timeout"),
+                    name,
+                    "timeout",
+                    f"{durations.format(job.timeout)} is longer than the schedule interval {durations.format(interval)} "
+                    f"with overlap: allow, so up to {overlapping} runs may overlap",
+                )
+        if job.min_gap is not None and job.min_gap >= interval:
+            self.warn(
+                line("min_gap"),
+                name,
+                "min_gap",
+                f"{durations.format(job.min_gap)} is not shorter than the schedule interval {durations.format(interval)}; "
+                "it counts from the end of the previous run, so at least every other slot will be skipped",
+            )
+
+
+def _valid_or(value: Any, check: Callable[[Any], Any], fallback: Any) -> Any:
+    if value is None:
+        return fallback
+    try:
+        result = check(value)
+    except (PydanticCustomError, ValidationError, ValueError, TypeError):
+        return fallback
+    return result
+
+
+def _text_scalars(doc: _Doc, data: dict[str, Any], prefix: Path_) -> dict[str, Any]:
+    """Numbers and booleans where text is meant (argv items, env and label values) become the text as written."""
+
+    def text(path: Path_, value: Any) -> Any:
+        if isinstance(value, (bool, int, float)) and path in doc.raw:
+            return doc.raw[path]
+        return value
+
+    out = dict(data)
+    if isinstance(out.get("run"), list):
+        out["run"] = [text((*prefix, "run", index), item) for index, item in enumerate(out["run"])]
+    for key in ("env", "labels"):
+        value = out.get(key)
+        if isinstance(value, dict):
+            out[key] = {name: text((*prefix, key, name), item) for name, item in value.items()}
+        elif isinstance(value, list) and key == "labels":
+            out[key] = [text((*prefix, key, index), item) for index, item in enumerate(value)]
+    return out
+
+
+def _bad_name(name: str) -> str:
+    message = (
+        "is not a valid job name; use 1-64 characters of a-z, 0-9, _, . and -, "
+        f"starting with a letter or digit ({NAME_PATTERN})"
+    )
+    fixed = re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-_.")[:64]
+    if fixed and _NAME_RE.match(fixed):
+        message += f'; try "{fixed}"'
+    return message
+
+
+_KIND_NOUN = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false"}
+
+
+def _loads_as(kinds: tuple[type, ...]) -> Callable[[str], bool]:
+    def check(text: str) -> bool:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return False
+        return isinstance(value, kinds) and (bool not in kinds) == (not isinstance(value, bool))
+
+    return check
+
+
+_SAFE_LOADABLE: dict[str, Callable[[str], bool]] = {
+    "int_type": _loads_as((int,)),
+    "float_type": _loads_as((int, float)),
+    "bool_type": _loads_as((bool,)),
+}
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    """Make the path of a ``sqlite:///relative.db`` URL relative to the job file."""
+    match = _SQLITE_RE.match(url)
+    if match is None:
+        return url
+    scheme, rest = match.groups()
+    if not rest or rest.startswith(("/", ":memory:", "file:")):
+        return url
+    path, mark, query = rest.partition("?")
+    return f"{scheme}:///{base / path}{mark}{query}"
+
+
+def _syntax_problem(file: str, exc: yaml.YAMLError) -> errors.Problem:
+    mark = getattr(exc, "problem_mark", None)
+    reason = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context:
+        where = f" that starts on line {context_mark.line + 1}" if context_mark is not None else ""
+        reason = f"{reason} ({context}{where})"
+    if mark is None:
+        return errors.Problem(file, None, None, None, f"YAML syntax error: {reason}")
+    return errors.Problem(file, mark.line + 1, None, None, f"column {mark.column + 1}: YAML syntax error: {reason}")
+
+
+# ---------------------------------------------------------------------------
+# Public API
+
+
+def default_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The job file to read: ``CORRAL_CONFIG`` if set, else ``./corral.yaml``."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("CORRAL_CONFIG") or DEFAULT_FILE)
+
+
+def load(path: str | Path, *, environ: Mapping[str, str] | None = None) -> spec.Config:
+    """Read and check the job file at ``path``; raise ConfigError listing every problem."""
+    file = str(path)
+    absolute = Path(os.path.abspath(path))
+    try:
+        text = absolute.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise errors.ConfigError(
+            [errors.Problem(file, None, None, None, f"no job file at {absolute}; create one or pass -c FILE / set CORRAL_CONFIG")]
+        ) from exc
+    except IsADirectoryError as exc:
+        raise errors.ConfigError(
+            [errors.Problem(file, None, None, None, f"{absolute} is a directory; pass the job file itself, like -c {absolute / DEFAULT_FILE}")]
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise errors.ConfigError(
+            [errors.Problem(file, None, None, None, f"not UTF-8 text (byte {exc.start} cannot be decoded); save the file as UTF-8")]
+        ) from exc
+    except OSError as exc:
+        raise errors.ConfigError([errors.Problem(file, None, None, None, f"cannot read {absolute}: {exc.strerror or exc}")]) from exc
+    return loads(text, path=path, environ=environ)
+
+
+def loads(text: str, *, path: str | Path = DEFAULT_FILE, environ: Mapping[str, str] | None = None) -> spec.Config:
+    """Check job-file ``text`` as if read from ``path`` (for messages and relative paths)."""
+    environ = os.environ if environ is None else environ
+    file = str(path)
+    config_path = Path(os.path.abspath(path))
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise errors.ConfigError([_syntax_problem(file, exc)]) from exc
+    if root is None:
+        raise errors.ConfigError([errors.Problem(file, None, None, None, 'the job file is empty; it needs at least a "jobs:" section')])
+    doc = _Doc(file)
+    tree = doc.build(root)
+    if not isinstance(tree, dict):
+        raise errors.ConfigError(
+            [
+                errors.Problem(
+                    file,
+                    root.start_mark.line + 1,
+                    None,
+                    None,
+                    f'the top level is {_show(tree)}; it must be a mapping with keys like timezone and jobs',
+                )
+            ]
+        )
+    checker = _Checker(doc, config_path.parent)
+    checker.doc_text_lines = text.splitlines()
+    settings, jobs = checker.check(tree, environ, config_path)
+    if checker.problems:
+        ordered = sorted(checker.problems, key=lambda problem: problem.line or 0)
+        raise errors.ConfigError(ordered)
+    warnings = tuple(str(warning) for warning in sorted(checker.warnings, key=lambda problem: problem.line or 0))
+    return spec.Config(settings=settings, jobs=jobs, warnings=warnings, text=text)
