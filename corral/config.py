@@ -117,7 +117,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from corral import durations, errors, spec
@@ -299,16 +299,10 @@ def _labels_shorthand(value: Any) -> Any:
     return labels
 
 
-def _after(check: Callable[[Any], Any]) -> Any:
-    from pydantic import AfterValidator
-
-    return AfterValidator(check)
-
-
 Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(_to_positive_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
-TimeZone = Annotated[str, _after(check_timezone)]
+TimeZone = Annotated[str, AfterValidator(check_timezone)]
 Count = Annotated[int, Field(ge=1)]
 
 
@@ -332,7 +326,7 @@ class _Settings(_Strict):
 
     timezone: TimeZone = "UTC"
     log_dir: str | None = None
-    store: Annotated[str, _after(_check_url)] | None = None
+    store: Annotated[str, AfterValidator(_check_url)] | None = None
     log_max: Size = spec.DEFAULT_LOG_MAX_BYTES
     catchup_concurrency: Count = 4
     max_running: Count | None = None
@@ -372,7 +366,7 @@ class _JobOptions(_Strict):
     """Job keys that ``defaults:`` may also set."""
 
     cwd: str | None = None
-    env: Annotated[dict[str, str], _after(_check_env)] = {}
+    env: Annotated[dict[str, str], AfterValidator(_check_env)] = {}
     timezone: TimeZone | None = None
     overlap: Literal["skip", "queue_one", "queue_all", "replace", "allow"] = "skip"
     max_concurrent: Count | None = None
@@ -392,7 +386,7 @@ class _JobOptions(_Strict):
 class _Job(_JobOptions):
     """A job: the options plus what only a job itself can say."""
 
-    run: Annotated[Any, _after(_check_run)]
+    run: Annotated[Any, AfterValidator(_check_run)]
     schedule: Any = None  # each value goes through schedule.parse (see _Checker.schedules)
 
 
@@ -661,9 +655,10 @@ def _split(path: Path_) -> tuple[str | None, str | None]:
 
 
 class _Checker:
-    def __init__(self, doc: _Doc, base: Path) -> None:
+    def __init__(self, doc: _Doc, base: Path, text: str) -> None:
         self.doc = doc
         self.base = base
+        self.text_lines = text.splitlines()
         self.problems = doc.problems
         self.warnings: list[errors.Problem] = []
 
@@ -680,11 +675,16 @@ class _Checker:
         model: type[_Strict],
         data: dict[str, Any],
         *,
-        origins: Mapping[str, list[Path_]],
+        home: Path_,
         job: str | None,
+        origins: Mapping[str, list[Path_]] | None = None,
         key_prefix: str | None = None,
     ) -> tuple[_Strict | None, set[str]]:
-        """Validate ``data``; report every error; return the model and the keys that failed."""
+        """Validate ``data``; report every error; return the model and the keys that failed.
+
+        ``home`` is where ``data`` was written; ``origins`` says where a key came
+        from instead when it was merged in (``defaults:``)."""
+        origins = origins or {}
         try:
             return model.model_validate(data), set()
         except ValidationError as exc:
@@ -693,8 +693,7 @@ class _Checker:
                 loc = tuple(error["loc"])
                 if loc:
                     failed.add(str(loc[0]))
-                prefixes = origins.get(str(loc[0]), []) if loc else []
-                prefixes = prefixes or next(iter(origins.values()), [()])
+                prefixes = origins.get(str(loc[0]), [home]) if loc else [home]
                 where = _where(model, loc)
                 extra = error["type"] in ("extra_forbidden", "missing")
                 line = self.doc.line(prefixes, loc, of_key=extra)
@@ -770,7 +769,7 @@ class _Checker:
 
     def check(self, tree: Any, environ: Mapping[str, str], config_path: Path) -> tuple[spec.Settings, dict[str, spec.JobSpec]]:
         top = {key: value for key, value in tree.items()}
-        model, failed = self.validate(_Settings, top, origins={key: [()] for key in top} or {"": [()]}, job=None)
+        model, _ = self.validate(_Settings, top, home=(), job=None)
         settings_model = model if isinstance(model, _Settings) else None
         timezone = settings_model.timezone if settings_model else _valid_or(top.get("timezone"), check_timezone, "UTC")
         log_max = settings_model.log_max if settings_model else spec.DEFAULT_LOG_MAX_BYTES
@@ -830,7 +829,7 @@ class _Checker:
                     f'"{name}" cannot have a default; set it on each job',
                 )
         data = _text_scalars(self.doc, raw, ("defaults",))
-        _, failed = self.validate(_JobOptions, data, origins={key: [("defaults",)] for key in data}, job=None, key_prefix="defaults")
+        _, failed = self.validate(_JobOptions, data, home=("defaults",), job=None, key_prefix="defaults")
         return {key: (value, [("defaults",)]) for key, value in data.items() if key not in failed}
 
     def job(
@@ -872,9 +871,8 @@ class _Checker:
             else:
                 data[key] = value
                 origins[key] = [prefix]
-        origins.setdefault("run", [prefix])
 
-        model, _ = self.validate(_Job, data, origins=origins, job=name)
+        model, _ = self.validate(_Job, data, home=prefix, job=name, origins=origins)
         tz = _valid_or(data.get("timezone"), check_timezone, timezone)
         dst = _valid_or(data.get("dst", {}), lambda value: _Dst.model_validate(value), _Dst())
         dst_policy = spec.DstPolicy(gap=dst.gap, fold=dst.fold)
@@ -983,12 +981,10 @@ class _Checker:
     def source(self, path: Path_, key_line: int | None) -> str:
         if key_line is None:
             return ""
-        lines = self.doc_text_lines[key_line - 1 : max(self.doc.ends.get(path, key_line), key_line)]
+        lines = self.text_lines[key_line - 1 : max(self.doc.ends.get(path, key_line), key_line)]
         while lines and not lines[-1].strip():
             lines.pop()
         return textwrap.dedent("\n".join(lines)) + "\n"
-
-    doc_text_lines: list[str] = []
 
     def check_rules(self, job: spec.JobSpec, model: _Job, data: dict[str, Any], origins: Mapping[str, list[Path_]]) -> None:
         """Rules across keys: errors for contradictions, warnings for likely surprises."""
@@ -1192,8 +1188,7 @@ def loads(text: str, *, path: str | Path = DEFAULT_FILE, environ: Mapping[str, s
                 )
             ]
         )
-    checker = _Checker(doc, config_path.parent)
-    checker.doc_text_lines = text.splitlines()
+    checker = _Checker(doc, config_path.parent, text)
     settings, jobs = checker.check(tree, environ, config_path)
     if checker.problems:
         ordered = sorted(checker.problems, key=lambda problem: problem.line or 0)
