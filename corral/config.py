@@ -180,6 +180,8 @@ def _to_duration(value: Any) -> Any:
     try:
         return durations.parse(value)
     except errors.DurationError as exc:
+        if isinstance(value, str) and value.strip().startswith("-"):
+            raise _fail(f"{_show(value)} is negative; a duration must be 0 or more, like 90s, 30m or 2h") from exc
         raise _fail(str(exc)) from exc
 
 
@@ -406,7 +408,7 @@ _EXPECT: dict[str, str] = {
     "jobs": "a mapping of job name to job",
     "cwd": "a directory path",
     "env": "a mapping of NAME: value, like {LANG: C.UTF-8}",
-    "env.*": "text, a number or true/false",
+    "env.*": "an env value (text, a number or true/false)",
     "overlap": "one of skip, queue_one, queue_all, replace, allow",
     "max_concurrent": "a whole number of 1 or more",
     "min_gap": _DURATION,
@@ -429,7 +431,7 @@ _EXPECT: dict[str, str] = {
     "enabled": "true or false",
     "description": "text",
     "labels": "a mapping like {zone: eu} or a list like [gpu, ssd]",
-    "labels.*": "text",
+    "labels.*": "a label value (text, a number or true/false)",
     "dst": "a mapping like {gap: run_after, fold: cron}",
     "dst.gap": "one of run_after, skip",
     "dst.fold": "one of cron, once, both",
@@ -494,6 +496,7 @@ def _where(model: type[BaseModel], loc: tuple[Any, ...]) -> _Where:
     parent: type[BaseModel] | None = model
     for part in loc:
         if isinstance(part, int):
+            pattern.append("*")
             continue
         names.append(str(part))
         parent = current
@@ -646,8 +649,12 @@ def _split(path: Path_) -> tuple[str | None, str | None]:
     job = None
     if len(path) >= 2 and path[0] == "jobs":
         job, path = str(path[1]), path[2:]
-    names = [str(part) for part in path if not isinstance(part, int)]
-    return job, ".".join(names) or None
+    return job, _dotted(path)
+
+
+def _dotted(path: Path_) -> str | None:
+    """``("retries", "exit_codes", 1)`` -> ``retries.exit_codes`` (list positions dropped)."""
+    return ".".join(str(part) for part in path if not isinstance(part, int)) or None
 
 
 # ---------------------------------------------------------------------------
@@ -699,10 +706,20 @@ class _Checker:
                 line = self.doc.line(prefixes, loc, of_key=extra)
                 exact = self._exact(prefixes, loc)
                 key, message = self.explain(error, where, exact, model)
+                if not extra and key is not None:
+                    key = self._written_key(prefixes, loc, key)
                 if key_prefix:
                     key = f"{key_prefix}.{key}" if key else key_prefix
                 self.add(line, job, key, message)
             return None, failed
+
+    def _written_key(self, prefixes: list[Path_], loc: tuple[Any, ...], key: str) -> str:
+        """Name the key as written: ``catchup: sometimes`` is reported as catchup, not catchup.mode."""
+        for prefix in prefixes:
+            for depth in range(len(loc) - 1, 0, -1):
+                if (*prefix, *loc[:depth]) in self.doc.raw:
+                    return _dotted(loc[:depth]) or key
+        return key
 
     def _exact(self, prefixes: list[Path_], loc: tuple[Any, ...]) -> Path_:
         for prefix in prefixes:
@@ -742,7 +759,7 @@ class _Checker:
         if isinstance(value, str) and kind in ("int_type", "float_type", "bool_type"):
             unquoted = _SAFE_LOADABLE.get(kind, lambda text: False)(value)
             if unquoted:
-                return where.key, f"{shown} is text, not {_KIND_NOUN[kind]}; write it without quotes"
+                return where.key, f"{shown} is text, not {_KIND_NOUN[kind]}; write it without quotes: {value}"
         if isinstance(value, (int, float)) and not isinstance(value, bool) and kind == "string_type":
             return where.key, f'{shown} is a number, not {expect}; put it in quotes: "{value}"'
         if expect:
@@ -844,7 +861,7 @@ class _Checker:
         key_line = self.doc.key_lines.get(prefix)
         good_name = bool(_NAME_RE.match(name))
         if not good_name:
-            self.add(key_line, name, None, _bad_name(name))
+            self.add(key_line, None, None, _bad_name(name))
         if body is None:
             self.add(key_line, name, None, 'has no settings; a job needs at least a command, like  run: "echo hello"')
             return None
@@ -873,15 +890,29 @@ class _Checker:
                 origins[key] = [prefix]
 
         model, _ = self.validate(_Job, data, home=prefix, job=name, origins=origins)
+        self.contradictions(name, data, origins)
         tz = _valid_or(data.get("timezone"), check_timezone, timezone)
         dst = _valid_or(data.get("dst", {}), lambda value: _Dst.model_validate(value), _Dst())
         dst_policy = spec.DstPolicy(gap=dst.gap, fold=dst.fold)
         schedules = self.schedules(name, data, origins.get("schedule", [prefix]), tz, dst_policy)
-        if not isinstance(model, _Job) or schedules is None or not good_name:
+        if not isinstance(model, _Job):
             return None
-        job = self.spec(name, model, tz, dst_policy, schedules, log_max, key_line)
-        self.check_rules(job, model, data, origins)
-        return job
+        job = self.spec(name, model, tz, dst_policy, schedules or (), log_max, key_line)
+        self.check_rules(job, model, origins)
+        return job if good_name and schedules is not None else None
+
+    def contradictions(self, name: str, data: dict[str, Any], origins: Mapping[str, list[Path_]]) -> None:
+        """Keys that are each fine but wrong together (checked even when other keys fail)."""
+        most = data.get("max_concurrent")
+        overlap = data.get("overlap", "skip")
+        if type(most) is int and most > 1 and overlap in spec.OVERLAP_CHOICES and overlap != "allow":
+            self.add(
+                self.doc.line(origins.get("max_concurrent", []), ("max_concurrent",)),
+                name,
+                "max_concurrent",
+                f"{most} only applies with overlap: allow, but overlap is {overlap}; "
+                f"set overlap: allow to let up to {most} runs overlap, or remove max_concurrent",
+            )
 
     def schedules(self, name: str, data: dict[str, Any], prefixes: list[Path_], tz: str, dst: spec.DstPolicy) -> tuple[Any, ...] | None:
         """Every schedule value through ``schedule.parse``; None if any is wrong."""
@@ -986,24 +1017,20 @@ class _Checker:
             lines.pop()
         return textwrap.dedent("\n".join(lines)) + "\n"
 
-    def check_rules(self, job: spec.JobSpec, model: _Job, data: dict[str, Any], origins: Mapping[str, list[Path_]]) -> None:
+    def check_rules(self, job: spec.JobSpec, model: _Job, origins: Mapping[str, list[Path_]]) -> None:
         """Rules across keys: errors for contradictions, warnings for likely surprises."""
 
         def line(key: str) -> int | None:
             return self.doc.line(origins.get(key, [("jobs", job.name)]), (key,))
 
         name = job.name
-        if model.max_concurrent is not None and model.overlap != "allow":
-            if model.max_concurrent > 1:
-                self.add(
-                    line("max_concurrent"),
-                    name,
-                    "max_concurrent",
-                    f"{model.max_concurrent} only applies with overlap: allow, but overlap is {model.overlap}; "
-                    f"set overlap: allow to let up to {model.max_concurrent} runs overlap, or remove max_concurrent",
-                )
-            else:
-                self.warn(line("max_concurrent"), name, "max_concurrent", f"has no effect with overlap: {model.overlap}; only overlap: allow runs several at once")
+        if model.max_concurrent == 1 and model.overlap != "allow":
+            self.warn(
+                line("max_concurrent"),
+                name,
+                "max_concurrent",
+                f"has no effect with overlap: {model.overlap}; only overlap: allow runs several at once",
+            )
         if model.overlap == "allow" and model.max_concurrent is None and model.timeout is None and job.schedules:
             self.warn(
                 line("overlap"),
@@ -1070,7 +1097,7 @@ def _text_scalars(doc: _Doc, data: dict[str, Any], prefix: Path_) -> dict[str, A
 
 def _bad_name(name: str) -> str:
     message = (
-        "is not a valid job name; use 1-64 characters of a-z, 0-9, _, . and -, "
+        f"invalid job name {_show(name)}; use 1-64 characters of a-z, 0-9, _, . and -, "
         f"starting with a letter or digit ({NAME_PATTERN})"
     )
     fixed = re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-_.")[:64]

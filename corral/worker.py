@@ -183,7 +183,7 @@ class Worker:
             run_id=run.id,
             argv=job.command,
             env=env,
-            cwd=str(job.cwd) if job.cwd else None,
+            cwd=str(job.cwd) if job.cwd else str(self.settings.config_path.parent),
             log_path=log_path,
             exit_path=exit_path,
             timeout=job.timeout.total_seconds() if job.timeout else None,

@@ -1,0 +1,77 @@
+"""kill -9 of a real `corral up` while runs are in flight, then start it again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from corral.store import open_store
+from corral.store import tables as t
+from tests.e2e.helpers import pid_alive, run_cli, start_corral_up, wait_for, write_config
+
+pytestmark = pytest.mark.slow
+
+JOBS = """
+drain: 2s
+jobs:
+  survivor:
+    run: "sleep 4; echo done; exit 3"
+  victim:
+    run: "sleep 60"
+    retries: {attempts: 1, backoff: 0s}
+"""
+
+
+def _run(path: Path, run_id: int) -> dict:  # type: ignore[type-arg]
+    return json.loads(run_cli(path, "show", str(run_id), "--json").stdout)
+
+
+def test_runs_survive_a_kill_9_and_are_adopted_or_marked_lost(tmp_path: Path) -> None:
+    path = write_config(tmp_path, JOBS)
+    log = tmp_path / "up.log"
+    up = start_corral_up(path, log)
+    try:
+        store_url = f"sqlite:///{tmp_path / '.corral' / 'corral.db'}"
+        wait_for(lambda: (tmp_path / ".corral" / "corral.db").exists(), what="store created")
+        survivor = json.loads(run_cli(path, "trigger", "survivor", "--json").stdout)["id"]
+        victim = json.loads(run_cli(path, "trigger", "victim", "--json").stdout)["id"]
+        wait_for(lambda: _run(path, survivor)["pid"] and _run(path, victim)["pid"], what="both runs started")
+        s_pid, v_pid = _run(path, survivor)["pid"], _run(path, victim)["pid"]
+
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait(timeout=10)
+        # The jobs keep running without corral; one of them dies while nobody watches.
+        assert pid_alive(s_pid)
+        os.killpg(_run(path, victim)["pgid"], signal.SIGKILL)
+        wait_for(lambda: not pid_alive(v_pid), what="victim gone")
+
+        up = start_corral_up(path, log)
+        done = wait_for(
+            lambda: (r := _run(path, survivor))["state"] in t.FINAL_STATES and r, timeout=30, what="survivor recorded"
+        )
+        assert done["state"] == "failed" and done["exit_code"] == 3
+        assert "adopted" in done["message"]
+        lost = _run(path, victim)
+        assert lost["state"] in ("lost", "failed")
+        if lost["state"] == "lost":
+            # retries: 1 -> a new attempt was created for the lost run
+            store = open_store(store_url)
+            retries = [r for r in store.list_runs(job="victim") if r.retry_of == victim]
+            store.close()
+            assert retries and retries[0].attempt == 2
+        logs = run_cli(path, "logs", str(survivor)).stdout
+        assert "done" in logs
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(timeout=60)
+        # leave nothing behind
+        store = open_store(f"sqlite:///{tmp_path / '.corral' / 'corral.db'}")
+        for r in store.list_runs(limit=100):
+            if r.pid and pid_alive(r.pid):
+                os.killpg(r.pgid or r.pid, signal.SIGKILL)
+        store.close()
