@@ -10,7 +10,8 @@ messages that name the key, show the bad value and say what would be valid.
 The job file
 ============
 
-Top level (every key optional except ``jobs``):
+Top level (every key optional except ``jobs``; keys starting with ``x-`` are
+ignored, so they can hold YAML anchors to merge with ``<<: *name``):
 
 ``timezone``
     IANA zone name used by every job that sets none. Default ``UTC``.
@@ -97,7 +98,9 @@ Per job (only ``run`` is required):
     Log size cap for this job. Default: the top-level ``log_max``.
 
 Durations are written ``90s``, ``30m``, ``26h``, ``2d``, ``1h30m``; a bare
-number is seconds. Keys reserved for later (``steps``, ``params``,
+number is seconds. An empty value for a key without a default (``timeout:``,
+``min_gap:``, ``start_deadline:``, ``max_concurrent:``, ``cwd:``, ``log_dir:``,
+``store:``, ``max_running:``) means "not set", which also clears a default. Keys reserved for later (``steps``, ``params``,
 ``trigger``, ``wait_for``, ``parallelism``) are rejected as "not supported yet".
 """
 
@@ -109,6 +112,7 @@ import json
 import os
 import re
 import textwrap
+import types
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -160,7 +164,7 @@ _SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SQLITE_RE = re.compile(r"^(sqlite(?:\+\w+)?):///(.*)$", re.DOTALL)
 
-Path_ = tuple[Any, ...]
+_Path = tuple[Any, ...]
 
 
 # ---------------------------------------------------------------------------
@@ -201,7 +205,9 @@ def parse_size(value: Any) -> int:
     else:
         match = _SIZE_RE.fullmatch(value.strip().lower())
         if match is None or match.group(2) not in _SIZE_UNITS:
-            raise _fail(f"{_show(value)} is not a size; write a number with a unit B, KB, MB or GB, like 512KB, 50MB or 1GB")
+            raise _fail(
+                f"{_show(value)} is not a size; write a number with a unit B, KB, MB or GB, like 512KB, 50MB or 1GB"
+            )
         size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
     if size <= 0:
         raise _fail(f"{_show(value)} is too small; a size must be at least 1 byte, like 512KB or 50MB")
@@ -263,9 +269,11 @@ def _check_run(value: Any) -> Any:
             raise _fail('empty list; an argv list needs at least the program, like run: ["echo", "hello"]')
         for number, item in enumerate(value, 1):
             if not isinstance(item, str):
-                raise _fail(f'item {number} is {_show(item)}; every argv item must be text, like run: ["python", "sync.py"]')
+                raise _fail(
+                    f'item {number} is {_show(item)}; every argv item must be text, like run: ["python", "sync.py"]'
+                )
         if not value[0]:
-            raise _fail('the program (item 1) is empty; like run: ["echo", "hello"]')
+            raise _fail('item 1 (the program) is empty; write it like run: ["echo", "hello"]')
         return value
     raise _fail(f"{_show(value)} is not a command; write a shell string or an argv list, {example}")
 
@@ -472,7 +480,7 @@ def _unknown_key(name: str, valid: list[str]) -> str:
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if get_origin(annotation) in (Union, Annotated) or type(annotation).__name__ == "UnionType":
+    if get_origin(annotation) in (Union, Annotated, types.UnionType):
         for arg in get_args(annotation):
             found = _inner_model(arg)
             if found is not None:
@@ -533,13 +541,15 @@ class _Doc:
     """
 
     file: str
-    lines: dict[Path_, int] = field(default_factory=dict)
-    key_lines: dict[Path_, int] = field(default_factory=dict)
-    raw: dict[Path_, str] = field(default_factory=dict)
-    ends: dict[Path_, int] = field(default_factory=dict)
+    lines: dict[_Path, int] = field(default_factory=dict)
+    key_lines: dict[_Path, int] = field(default_factory=dict)
+    raw: dict[_Path, str] = field(default_factory=dict)
+    ends: dict[_Path, int] = field(default_factory=dict)
     problems: list[errors.Problem] = field(default_factory=list)
 
-    def build(self, node: yaml.Node, path: Path_ = (), key_line: int | None = None, stack: frozenset[int] = frozenset()) -> Any:
+    def build(
+        self, node: yaml.Node, path: _Path = (), key_line: int | None = None, stack: frozenset[int] = frozenset()
+    ) -> Any:
         block = isinstance(node, yaml.CollectionNode) and not node.flow_style
         self.lines[path] = key_line if (block and key_line is not None) else node.start_mark.line + 1
         if isinstance(node, yaml.ScalarNode):
@@ -554,11 +564,10 @@ class _Doc:
             self.problem(path, node.start_mark.line + 1, "an alias refers to itself; remove the loop")
             return None
         stack = stack | {id(node)}
-        if isinstance(node, yaml.SequenceNode):
+        if not isinstance(node, yaml.MappingNode):
             items = [self.build(child, (*path, index), None, stack) for index, child in enumerate(node.value)]
             self.ends[path] = self._end(node, [(*path, index) for index in range(len(items))])
             return items
-        assert isinstance(node, yaml.MappingNode)
         result: dict[str, Any] = {}
         seen: dict[str, int] = {}
         for key_node, value_node in self._pairs(node, path, seen, stack):
@@ -570,7 +579,7 @@ class _Doc:
         return result
 
     def _pairs(
-        self, node: yaml.MappingNode, path: Path_, seen: dict[str, int] | None, stack: frozenset[int]
+        self, node: yaml.MappingNode, path: _Path, seen: dict[str, int] | None, stack: frozenset[int]
     ) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
         """Explicit pairs first, then pairs brought in by ``<<: *anchor`` (which lose to them)."""
         pairs: list[tuple[yaml.ScalarNode, yaml.Node]] = []
@@ -602,24 +611,28 @@ class _Doc:
         last = {key.value: (key, value) for key, value in pairs}
         return list(last.values())
 
-    def _end(self, node: yaml.Node, children: list[Path_]) -> int:
+    def _end(self, node: yaml.Node, children: list[_Path]) -> int:
         if node.flow_style or not children:
             return node.end_mark.line + (1 if node.end_mark.column else 0)
         return max(self.ends.get(child, 0) for child in children)
 
-    def problem(self, path: Path_, line: int | None, message: str) -> None:
+    def problem(self, path: _Path, line: int | None, message: str) -> None:
         job, key = _split(path)
         self.problems.append(errors.Problem(self.file, line, job, key, message))
 
-    def duplicate(self, path: Path_, name: str, first: int, again: int) -> None:
+    def duplicate(self, path: _Path, name: str, first: int, again: int) -> None:
         if path == ("jobs",):
             self.problems.append(
-                errors.Problem(self.file, again, name, None, f"defined twice (also on line {first}); job names must be unique")
+                errors.Problem(
+                    self.file, again, name, None, f"defined twice (also on line {first}); job names must be unique"
+                )
             )
             return
-        self.problem(path, again, f'duplicate key "{name}" (also on line {first}); YAML would silently keep only the last one')
+        self.problem(
+            path, again, f'duplicate key "{name}" (also on line {first}); YAML would silently keep only the last one'
+        )
 
-    def line(self, prefixes: list[Path_], loc: tuple[Any, ...], *, of_key: bool = False) -> int | None:
+    def line(self, prefixes: list[_Path], loc: tuple[Any, ...], *, of_key: bool = False) -> int | None:
         """Line of the deepest part of ``loc`` written under one of ``prefixes``."""
         best: tuple[int, int | None] = (-1, None)
         for prefix in prefixes:
@@ -637,14 +650,14 @@ class _Doc:
                     break
         return best[1]
 
-    def shown(self, path: Path_, value: Any) -> str:
+    def shown(self, path: _Path, value: Any) -> str:
         """A value for a message, as it was written when it is not text."""
         if isinstance(value, (bool, int, float)) and path in self.raw:
             return self.raw[path]
         return _show(value)
 
 
-def _split(path: Path_) -> tuple[str | None, str | None]:
+def _split(path: _Path) -> tuple[str | None, str | None]:
     """(job, dotted key) of an absolute path."""
     job = None
     if len(path) >= 2 and path[0] == "jobs":
@@ -652,7 +665,7 @@ def _split(path: Path_) -> tuple[str | None, str | None]:
     return job, _dotted(path)
 
 
-def _dotted(path: Path_) -> str | None:
+def _dotted(path: _Path) -> str | None:
     """``("retries", "exit_codes", 1)`` -> ``retries.exit_codes`` (list positions dropped)."""
     return ".".join(str(part) for part in path if not isinstance(part, int)) or None
 
@@ -682,9 +695,9 @@ class _Checker:
         model: type[_Strict],
         data: dict[str, Any],
         *,
-        home: Path_,
+        home: _Path,
         job: str | None,
-        origins: Mapping[str, list[Path_]] | None = None,
+        origins: Mapping[str, list[_Path]] | None = None,
         key_prefix: str | None = None,
     ) -> tuple[_Strict | None, set[str]]:
         """Validate ``data``; report every error; return the model and the keys that failed.
@@ -705,7 +718,7 @@ class _Checker:
                 extra = error["type"] in ("extra_forbidden", "missing")
                 line = self.doc.line(prefixes, loc, of_key=extra)
                 exact = self._exact(prefixes, loc)
-                key, message = self.explain(error, where, exact, model)
+                key, message = self.explain(error, where, exact)
                 if not extra and key is not None:
                     key = self._written_key(prefixes, loc, key)
                 if key_prefix:
@@ -713,7 +726,7 @@ class _Checker:
                 self.add(line, job, key, message)
             return None, failed
 
-    def _written_key(self, prefixes: list[Path_], loc: tuple[Any, ...], key: str) -> str:
+    def _written_key(self, prefixes: list[_Path], loc: tuple[Any, ...], key: str) -> str:
         """Name the key as written: ``catchup: sometimes`` is reported as catchup, not catchup.mode."""
         for prefix in prefixes:
             for depth in range(len(loc) - 1, 0, -1):
@@ -721,13 +734,14 @@ class _Checker:
                     return _dotted(loc[:depth]) or key
         return key
 
-    def _exact(self, prefixes: list[Path_], loc: tuple[Any, ...]) -> Path_:
+    def _exact(self, prefixes: list[_Path], loc: tuple[Any, ...]) -> _Path:
         for prefix in prefixes:
             if (*prefix, *loc) in self.doc.lines:
                 return (*prefix, *loc)
         return ()
 
-    def explain(self, error: Any, where: _Where, path: Path_, model: type[BaseModel]) -> tuple[str | None, str]:
+    def explain(self, error: Any, where: _Where, path: _Path) -> tuple[str | None, str]:
+        """(key, message) in our words for one pydantic error."""
         kind = error["type"]
         value = error.get("input")
         loc = tuple(error["loc"])
@@ -769,7 +783,7 @@ class _Checker:
     def unknown(self, name: str, parent: type[BaseModel] | None, value: Any) -> str:
         if parent is None:
             return f'unknown key "{name}"'
-        valid = [key for key in parent.model_fields if key not in ("defaults", "jobs") or parent is _Settings]
+        valid = list(parent.model_fields)
         if parent is _Settings:
             if name in _Job.model_fields:
                 return f'unknown key "{name}"; {name} is a job setting: put it under a job, or under "defaults:" to apply it to every job'
@@ -784,8 +798,11 @@ class _Checker:
 
     # -- the file --------------------------------------------------------------
 
-    def check(self, tree: Any, environ: Mapping[str, str], config_path: Path) -> tuple[spec.Settings, dict[str, spec.JobSpec]]:
-        top = {key: value for key, value in tree.items()}
+    def check(
+        self, tree: Any, environ: Mapping[str, str], config_path: Path
+    ) -> tuple[spec.Settings, dict[str, spec.JobSpec]]:
+        # Top-level "x-..." keys are free for YAML anchors (x-common: &common ...).
+        top = {key: value for key, value in tree.items() if not key.startswith("x-")}
         model, _ = self.validate(_Settings, top, home=(), job=None)
         settings_model = model if isinstance(model, _Settings) else None
         timezone = settings_model.timezone if settings_model else _valid_or(top.get("timezone"), check_timezone, "UTC")
@@ -796,13 +813,33 @@ class _Checker:
         jobs: dict[str, spec.JobSpec] = {}
         raw_jobs = top.get("jobs")
         if "jobs" not in top:
-            self.add(None, None, None, 'no "jobs:" section; add one with at least one job, like  jobs: {hello: {run: "echo hello"}}')
+            self.add(
+                None,
+                None,
+                None,
+                'no "jobs:" section; add one with at least one job, like  jobs: {hello: {run: "echo hello"}}',
+            )
         elif raw_jobs is None or raw_jobs == {}:
-            self.add(self.doc.key_lines.get(("jobs",)), None, "jobs", 'is empty; add at least one job, like  hello: {run: "echo hello"}')
+            self.add(
+                self.doc.key_lines.get(("jobs",)),
+                None,
+                "jobs",
+                'is empty; add at least one job, like  hello: {run: "echo hello"}',
+            )
         elif isinstance(raw_jobs, list):
-            self.add(self.doc.lines.get(("jobs",)), None, "jobs", "is a list; jobs maps each job name to its settings, like  hello: {run: \"echo hello\"}")
+            self.add(
+                self.doc.lines.get(("jobs",)),
+                None,
+                "jobs",
+                'is a list; jobs maps each job name to its settings, like  hello: {run: "echo hello"}',
+            )
         elif not isinstance(raw_jobs, dict):
-            self.add(self.doc.lines.get(("jobs",)), None, "jobs", f"{self.doc.shown(('jobs',), raw_jobs)} is not {_EXPECT['jobs']}")
+            self.add(
+                self.doc.lines.get(("jobs",)),
+                None,
+                "jobs",
+                f"{self.doc.shown(('jobs',), raw_jobs)} is not {_EXPECT['jobs']}",
+            )
         else:
             for name, body in raw_jobs.items():
                 job = self.job(name, body, defaults, timezone, log_max)
@@ -828,12 +865,17 @@ class _Checker:
             web_port=model.web.port,
         )
 
-    def defaults(self, raw: Any) -> dict[str, tuple[Any, list[Path_]]]:
+    def defaults(self, raw: Any) -> dict[str, tuple[Any, list[_Path]]]:
         """Valid ``defaults:`` keys with their values (bad ones are reported once, here)."""
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            self.add(self.doc.lines.get(("defaults",)), None, "defaults", f"{self.doc.shown(('defaults',), raw)} is not {_EXPECT['defaults']}")
+            self.add(
+                self.doc.lines.get(("defaults",)),
+                None,
+                "defaults",
+                f"{self.doc.shown(('defaults',), raw)} is not {_EXPECT['defaults']}",
+            )
             return {}
         raw = dict(raw)
         for name in ("run", "schedule"):
@@ -853,11 +895,11 @@ class _Checker:
         self,
         name: str,
         body: Any,
-        defaults: dict[str, tuple[Any, list[Path_]]],
+        defaults: dict[str, tuple[Any, list[_Path]]],
         timezone: str,
         log_max: int,
     ) -> spec.JobSpec | None:
-        prefix: Path_ = ("jobs", name)
+        prefix: _Path = ("jobs", name)
         key_line = self.doc.key_lines.get(prefix)
         good_name = bool(_NAME_RE.match(name))
         if not good_name:
@@ -866,18 +908,33 @@ class _Checker:
             self.add(key_line, name, None, 'has no settings; a job needs at least a command, like  run: "echo hello"')
             return None
         if isinstance(body, str):
-            self.add(key_line, name, None, f"is text, not a mapping; write the command under run, like  {name}: {{run: {json.dumps(body)}}}")
+            self.add(
+                key_line,
+                name,
+                None,
+                f"is text, not a mapping; write the command under run, like  {name}: {{run: {json.dumps(body)}}}",
+            )
             return None
         if not isinstance(body, dict):
-            self.add(key_line, name, None, f'{self.doc.shown(prefix, body)} is not a job; a job is a mapping with at least "run", like  {{run: "echo hello"}}')
+            self.add(
+                key_line,
+                name,
+                None,
+                f'{self.doc.shown(prefix, body)} is not a job; a job is a mapping with at least "run", like  {{run: "echo hello"}}',
+            )
             return None
 
         own = _text_scalars(self.doc, body, prefix)
         for reserved in [key for key in own if key in RESERVED_JOB_KEYS]:
             del own[reserved]
-            self.add(self.doc.key_lines.get((*prefix, reserved)), name, None, f'"{reserved}" is not supported yet: {RESERVED_JOB_KEYS[reserved]}')
+            self.add(
+                self.doc.key_lines.get((*prefix, reserved)),
+                name,
+                None,
+                f'"{reserved}" is not supported yet: {RESERVED_JOB_KEYS[reserved]}',
+            )
         data: dict[str, Any] = {}
-        origins: dict[str, list[Path_]] = {}
+        origins: dict[str, list[_Path]] = {}
         for key, (value, where) in defaults.items():
             data[key] = value
             origins[key] = where
@@ -901,20 +958,23 @@ class _Checker:
         self.check_rules(job, model, origins)
         return job if good_name and schedules is not None else None
 
-    def contradictions(self, name: str, data: dict[str, Any], origins: Mapping[str, list[Path_]]) -> None:
+    def contradictions(self, name: str, data: dict[str, Any], origins: Mapping[str, list[_Path]]) -> None:
         """Keys that are each fine but wrong together (checked even when other keys fail)."""
         most = data.get("max_concurrent")
         overlap = data.get("overlap", "skip")
         if type(most) is int and most > 1 and overlap in spec.OVERLAP_CHOICES and overlap != "allow":
+            where = origins["max_concurrent"]
             self.add(
-                self.doc.line(origins.get("max_concurrent", []), ("max_concurrent",)),
+                self.doc.line(where, ("max_concurrent",)),
                 name,
                 "max_concurrent",
-                f"{most} only applies with overlap: allow, but overlap is {overlap}; "
+                f"{self.doc.shown((*where[0], 'max_concurrent'), most)} only applies with overlap: allow, but overlap is {overlap}; "
                 f"set overlap: allow to let up to {most} runs overlap, or remove max_concurrent",
             )
 
-    def schedules(self, name: str, data: dict[str, Any], prefixes: list[Path_], tz: str, dst: spec.DstPolicy) -> tuple[Any, ...] | None:
+    def schedules(
+        self, name: str, data: dict[str, Any], prefixes: list[_Path], tz: str, dst: spec.DstPolicy
+    ) -> tuple[Any, ...] | None:
         """Every schedule value through ``schedule.parse``; None if any is wrong."""
         if "schedule" not in data:
             return ()
@@ -922,7 +982,12 @@ class _Checker:
 
         raw = data["schedule"]
         if raw is None:
-            self.add(self.doc.line(prefixes, ("schedule",)), name, "schedule", f"no value given; expected {_EXPECT['schedule']}, or remove schedule for a job you only start by hand")
+            self.add(
+                self.doc.line(prefixes, ("schedule",)),
+                name,
+                "schedule",
+                f"no value given; expected {_EXPECT['schedule']}, or remove schedule for a job you only start by hand",
+            )
             return None
         items = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
         parsed = []
@@ -933,22 +998,34 @@ class _Checker:
             if isinstance(item, dict):
                 unknown = [key for key in item if key not in SCHEDULE_KEYS]
                 for key in unknown:
-                    self.add(self.doc.line(prefixes, (*loc, key), of_key=True), name, "schedule", _unknown_key(key, list(SCHEDULE_KEYS)))
+                    self.add(
+                        self.doc.line(prefixes, (*loc, key), of_key=True),
+                        name,
+                        "schedule",
+                        _unknown_key(key, list(SCHEDULE_KEYS)),
+                    )
                 if unknown:
                     ok = False
                     continue
             elif not isinstance(item, str):
-                self.add(line, name, "schedule", f"{self.doc.shown((*prefixes[0], *loc), item)} is not a schedule; write {_EXPECT['schedule']}")
+                self.add(
+                    line,
+                    name,
+                    "schedule",
+                    f"{self.doc.shown((*prefixes[0], *loc), item)} is not a schedule; write {_EXPECT['schedule']}",
+                )
                 ok = False
                 continue
             try:
                 parsed.append(schedule.parse(item, timezone=tz, dst=dst))
             except (errors.ScheduleError, errors.DurationError) as exc:
-                self.add(line, name, "schedule", f"{self.flow((*prefixes[0], *loc), item)}: {exc}")
+                shown = self.flow((*prefixes[0], *loc), item)
+                message = str(exc) if shown in str(exc) else f"{shown}: {exc}"
+                self.add(line, name, "schedule", message)
                 ok = False
         return tuple(parsed) if ok else None
 
-    def flow(self, path: Path_, value: Any) -> str:
+    def flow(self, path: _Path, value: Any) -> str:
         """A schedule value for a message, close to how it was written."""
         if isinstance(value, dict):
             inner = ", ".join(f"{key}: {self.doc.raw.get((*path, key), _show(item))}" for key, item in value.items())
@@ -1009,7 +1086,7 @@ class _Checker:
             source=self.source(("jobs", name), key_line),
         )
 
-    def source(self, path: Path_, key_line: int | None) -> str:
+    def source(self, path: _Path, key_line: int | None) -> str:
         if key_line is None:
             return ""
         lines = self.text_lines[key_line - 1 : max(self.doc.ends.get(path, key_line), key_line)]
@@ -1017,7 +1094,7 @@ class _Checker:
             lines.pop()
         return textwrap.dedent("\n".join(lines)) + "\n"
 
-    def check_rules(self, job: spec.JobSpec, model: _Job, origins: Mapping[str, list[Path_]]) -> None:
+    def check_rules(self, job: spec.JobSpec, model: _Job, origins: Mapping[str, list[_Path]]) -> None:
         """Rules across keys: errors for contradictions, warnings for likely surprises."""
 
         def line(key: str) -> int | None:
@@ -1075,15 +1152,19 @@ def _valid_or(value: Any, check: Callable[[Any], Any], fallback: Any) -> Any:
     return result
 
 
-def _text_scalars(doc: _Doc, data: dict[str, Any], prefix: Path_) -> dict[str, Any]:
+def _text_scalars(doc: _Doc, data: dict[str, Any], prefix: _Path) -> dict[str, Any]:
     """Numbers and booleans where text is meant (argv items, env and label values) become the text as written."""
 
-    def text(path: Path_, value: Any) -> Any:
+    def text(path: _Path, value: Any) -> Any:
         if isinstance(value, (bool, int, float)) and path in doc.raw:
             return doc.raw[path]
         return value
 
     out = dict(data)
+    labels = out.get("labels")
+    if isinstance(labels, list) and all(isinstance(item, str) for item in labels):
+        # A list of words means {word: ""}; as a mapping it merges with defaults.
+        out["labels"] = dict.fromkeys(labels, "")
     if isinstance(out.get("run"), list):
         out["run"] = [text((*prefix, "run", index), item) for index, item in enumerate(out["run"])]
     for key in ("env", "labels"):
@@ -1150,8 +1231,10 @@ def _syntax_problem(file: str, exc: yaml.YAMLError) -> errors.Problem:
     context = getattr(exc, "context", None)
     context_mark = getattr(exc, "context_mark", None)
     if context:
-        where = f" that starts on line {context_mark.line + 1}" if context_mark is not None else ""
-        reason = f"{reason} ({context}{where})"
+        elsewhere = context_mark is not None and (mark is None or context_mark.line != mark.line)
+        where = f" that starts on line {context_mark.line + 1}" if elsewhere else ""
+        # PyYAML splits some reasons in two: "expected a single document" + "but found another".
+        reason = f"{context}, {reason}" if reason.startswith("but ") else f"{reason} ({context}{where})"
     if mark is None:
         return errors.Problem(file, None, None, None, f"YAML syntax error: {reason}")
     return errors.Problem(file, mark.line + 1, None, None, f"column {mark.column + 1}: YAML syntax error: {reason}")
@@ -1175,18 +1258,40 @@ def load(path: str | Path, *, environ: Mapping[str, str] | None = None) -> spec.
         text = absolute.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise errors.ConfigError(
-            [errors.Problem(file, None, None, None, f"no job file at {absolute}; create one or pass -c FILE / set CORRAL_CONFIG")]
+            [
+                errors.Problem(
+                    file, None, None, None, f"no job file at {absolute}; create one or pass -c FILE / set CORRAL_CONFIG"
+                )
+            ]
         ) from exc
     except IsADirectoryError as exc:
         raise errors.ConfigError(
-            [errors.Problem(file, None, None, None, f"{absolute} is a directory; pass the job file itself, like -c {absolute / DEFAULT_FILE}")]
+            [
+                errors.Problem(
+                    file,
+                    None,
+                    None,
+                    None,
+                    f"{absolute} is a directory; pass the job file itself, like -c {absolute / DEFAULT_FILE}",
+                )
+            ]
         ) from exc
     except UnicodeDecodeError as exc:
         raise errors.ConfigError(
-            [errors.Problem(file, None, None, None, f"not UTF-8 text (byte {exc.start} cannot be decoded); save the file as UTF-8")]
+            [
+                errors.Problem(
+                    file,
+                    None,
+                    None,
+                    None,
+                    f"not UTF-8 text (byte {exc.start} cannot be decoded); save the file as UTF-8",
+                )
+            ]
         ) from exc
     except OSError as exc:
-        raise errors.ConfigError([errors.Problem(file, None, None, None, f"cannot read {absolute}: {exc.strerror or exc}")]) from exc
+        raise errors.ConfigError(
+            [errors.Problem(file, None, None, None, f"cannot read {absolute}: {exc.strerror or exc}")]
+        ) from exc
     return loads(text, path=path, environ=environ)
 
 
@@ -1200,7 +1305,9 @@ def loads(text: str, *, path: str | Path = DEFAULT_FILE, environ: Mapping[str, s
     except yaml.YAMLError as exc:
         raise errors.ConfigError([_syntax_problem(file, exc)]) from exc
     if root is None:
-        raise errors.ConfigError([errors.Problem(file, None, None, None, 'the job file is empty; it needs at least a "jobs:" section')])
+        raise errors.ConfigError(
+            [errors.Problem(file, None, None, None, 'the job file is empty; it needs at least a "jobs:" section')]
+        )
     doc = _Doc(file)
     tree = doc.build(root)
     if not isinstance(tree, dict):
@@ -1211,7 +1318,7 @@ def loads(text: str, *, path: str | Path = DEFAULT_FILE, environ: Mapping[str, s
                     root.start_mark.line + 1,
                     None,
                     None,
-                    f'the top level is {_show(tree)}; it must be a mapping with keys like timezone and jobs',
+                    f"the top level is {_show(tree)}; it must be a mapping with keys like timezone and jobs",
                 )
             ]
         )

@@ -33,6 +33,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import resource
+import secrets
 import select
 import selectors
 import shutil
@@ -90,6 +92,13 @@ _RESET_SIGNALS = (
     signal.SIGQUIT,
     signal.SIGTERM,
 )
+
+RUN_TOKEN_VAR = "CORRAL_RUN_TOKEN"
+"""Set by :meth:`Supervisor.launch` in every child's environment to a random
+value unique to that launch. Descendants inherit it, which finds processes
+that escaped the run's session and were reparented before any sample saw
+them. Run ids alone are not enough: two corral instances on one host (say
+staging and production) can both be running their run 42."""
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -218,15 +227,13 @@ def _read_environ(pid: int) -> frozenset[bytes]:
         return frozenset()
 
 
-def _env_marker(env: Mapping[str, str] | Iterable[bytes]) -> frozenset[bytes] | None:
-    """The environment entries that identify a run's processes, if it has them."""
-    if isinstance(env, Mapping):
-        entries = {f"{k}={v}".encode() for k, v in env.items() if k in ("CORRAL_RUN_ID", "CORRAL_JOB")}
-    else:
-        entries = {e for e in env if e.startswith((b"CORRAL_RUN_ID=", b"CORRAL_JOB="))}
-    if not any(e.startswith(b"CORRAL_RUN_ID=") for e in entries):
-        return None
-    return frozenset(entries)
+def _env_marker(environ: Iterable[bytes]) -> frozenset[bytes] | None:
+    """The environment entry that marks a run's processes, if there is one."""
+    prefix = f"{RUN_TOKEN_VAR}=".encode()
+    for entry in environ:
+        if entry.startswith(prefix) and len(entry) > len(prefix):
+            return frozenset([entry])
+    return None
 
 
 class _Table:
@@ -499,6 +506,26 @@ def process_alive(pid: int, start_time: float) -> bool:
         return False
 
 
+_boot_time_cache: tuple[float, float] = (-1e9, 0.0)  # (monotonic when read, boot time)
+
+
+def _create_time(start_ticks: int) -> float:
+    """psutil's create_time() for a process that started ``start_ticks`` after boot.
+
+    Same formula as psutil on Linux, without reading /proc/stat for the boot
+    time on every launch (it is a large file; 200 launches paid ~30 ms for
+    it). The boot time in wall-clock terms moves only when the clock is
+    stepped, so a one-second cache agrees with psutil.
+    """
+    global _boot_time_cache
+    read_at, boot = _boot_time_cache
+    now = time.monotonic()
+    if now - read_at > 1.0:
+        boot = psutil.boot_time()
+        _boot_time_cache = (now, boot)
+    return float(start_ticks) / _CLOCK_TICKS + boot
+
+
 def _start_ticks(pid: int, start_time: float) -> int | None:
     """Start ticks of ``pid`` if it is the process that started at ``start_time``."""
     try:
@@ -551,7 +578,7 @@ def kill_tree(pid: int, pgid: int, start_time: float, grace: float) -> None:
                     break
                 for key, _ in sel.select(left):
                     sel.unregister(key.fd)
-                    alive.discard(key.fd)  # type: ignore[arg-type]
+                    alive.discard(key.fd)
             for fd in alive:
                 _send(fd, signal.SIGKILL)
     finally:
@@ -617,6 +644,7 @@ class _Run:
         self.exit_code: int | None = None
         self.signal: int | None = None
         self.rusage_rss = 0
+        self.spawner_maxrss = 0  # KiB; see _record_exit
         self.rusage_cpu = 0.0
         self.orphans: dict[int, tuple[int, int]] = {}  # pid -> (start ticks, pidfd)
         self.orphan_cpu_ticks = 0
@@ -643,6 +671,7 @@ class Supervisor:
         self._pending: list[_Run] = []
         self._delivering = 0
         self._closed = False
+        self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -702,11 +731,13 @@ class Supervisor:
             return self._not_started(
                 launch, _Failure("spawn_failed", f"cannot open the log file {launch.log_path}: {exc.strerror}")
             )
+        env = dict(launch.env)
+        env[RUN_TOKEN_VAR] = token = secrets.token_hex(8)
         try:
             pid = os.posix_spawn(
                 _SHELL,
                 ["sh", "-c", _WRAPPER, _WRAPPER_NAME, str(launch.exit_path), cwd, checked, *launch.argv[1:]],
-                dict(launch.env),
+                env,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, log_fd, 1),
@@ -731,16 +762,16 @@ class Supervisor:
             _killpg(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             return self._not_started(launch, _Failure("spawn_failed", f"cannot watch the process: {exc.strerror}"))
-        # The child is ours and not reaped yet, so these cannot fail short of
-        # /proc being unavailable.
-        start_time = psutil.Process(pid).create_time()
+        # The child is ours and not reaped yet, so its /proc entry is there.
         proc = _read_proc(pid)
+        start_ticks = proc.start_ticks if proc is not None else 0
+        start_time = _create_time(start_ticks)
         run = _Run(
             run_id=launch.run_id,
             pid=pid,
             pgid=pid,
             start_time=start_time,
-            start_ticks=proc.start_ticks if proc is not None else 0,
+            start_ticks=start_ticks,
             pidfd=pidfd,
             exit_path=launch.exit_path,
             log_path=launch.log_path,
@@ -748,10 +779,11 @@ class Supervisor:
             kill_grace=launch.kill_grace,
             log_max_bytes=launch.log_max_bytes,
             adopted=False,
-            marker=_env_marker(launch.env),
+            marker=frozenset([f"{RUN_TOKEN_VAR}={token}".encode()]),
             argv0=launch.argv[0],
             started_mono=started_mono,
         )
+        run.spawner_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self._add(run)
         return Started(run_id=launch.run_id, pid=pid, pgid=pid, start_time=start_time, started_at=started_at)
 
@@ -847,10 +879,18 @@ class Supervisor:
     # -- internals: called from any thread ---------------------------------
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up is already pending (or we are closed)
+        # Under the lock so the descriptor cannot be closed (and its number
+        # reused for some other file) between the check and the write.
+        # One byte per burst: the thread clears the flag when it drains the
+        # pipe, so 200 launches in a row wake it a few times, not 200.
+        with self._lock:
+            if self._wake_w < 0 or self._wake_pending:
+                return
+            self._wake_pending = True
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass
 
     def _add(self, run: _Run) -> None:
         with self._lock:
@@ -863,12 +903,12 @@ class Supervisor:
             if directory not in self._made_dirs:
                 directory.mkdir(parents=True, exist_ok=True)
                 self._made_dirs.add(directory)
-        # A stale exit file from an earlier attempt must not be read as this run's.
-        for stale in (launch.exit_path, Path(f"{launch.exit_path}.tmp")):
-            try:
-                os.unlink(stale)
-            except FileNotFoundError:
-                pass
+        # A stale exit file from an earlier attempt must not be read as this
+        # run's. (A stale .tmp is harmless: the wrapper truncates it.)
+        try:
+            os.unlink(launch.exit_path)
+        except FileNotFoundError:
+            pass
 
     def _not_started(self, launch: Launch, failure: _Failure) -> Outcome:
         _note_in_log(launch.log_path, f"could not start: {failure.error}")
@@ -912,8 +952,14 @@ class Supervisor:
                 if self._closed:
                     break
                 pending, self._pending = self._pending, []
+                self._wake_pending = False
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
             for run in pending:
-                self._selector.register(run.pidfd, selectors.EVENT_READ, ("main", run))
+                self._selector.register(run.pidfd, selectors.EVENT_READ, ("main", run, run.pid))
                 if run.adopted:
                     # Sample right away: the tree is all an adopted run's
                     # figures will ever come from.
@@ -940,9 +986,13 @@ class Supervisor:
             self._next_sample = now + SAMPLE_INTERVAL
         deadlines = [self._next_sample]
         for run in runs:
-            for at in (run.timeout_at if run.stopped_by is None else None, run.kill_at, run.orphan_kill_at):
-                if at is not None:
-                    deadlines.append(at)
+            if run.phase == "running":
+                if run.timeout_at is not None and run.stopped_by is None:
+                    deadlines.append(run.timeout_at)
+                if run.kill_at is not None and not run.killed:
+                    deadlines.append(run.kill_at)
+            elif run.orphan_kill_at is not None:
+                deadlines.append(run.orphan_kill_at)
         return max(0.0, min(deadlines) - now)
 
     def _step(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
@@ -950,18 +1000,12 @@ class Supervisor:
         finished: list[_Run] = []
         for key, _ in events:
             if key.data is None:
-                try:
-                    while os.read(self._wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                continue
-            kind, run = key.data
+                continue  # the wake pipe; drained at the top of the loop
+            kind, run, pid = key.data
             if kind == "main":
                 self._selector.unregister(run.pidfd)
                 ended.append(run)
             else:
-                pid = key.data[2]
                 self._selector.unregister(key.fd)
                 _, fd = run.orphans.pop(pid)
                 os.close(fd)
@@ -1043,7 +1087,12 @@ class Supervisor:
                 run.exit_code, run.signal = None, -code
             else:
                 status = code
-            run.rusage_rss = usage.ru_maxrss * 1024
+            # posix_spawn's child shares corral's memory until it execs, and
+            # exec records that memory's high-water mark as the wrapper's own
+            # maxrss. So the figure is only the job's when it is above what
+            # corral itself had used by the time of the launch.
+            if usage.ru_maxrss > run.spawner_maxrss:
+                run.rusage_rss = usage.ru_maxrss * 1024
             run.rusage_cpu = usage.ru_utime + usage.ru_stime
             run.duration = now - run.started_mono
         else:
@@ -1112,22 +1161,24 @@ class Supervisor:
 
     def _finish(self, run: _Run) -> Outcome:
         self._enforce_cap(run)
-        failure = None
-        if run.reason_allowed():
-            failure = _failure_from_status(run.exit_code, run.log_path, run.argv0 or "the command")
+        failure = _failure_from_status(run.exit_code, run.log_path, run.argv0 or "the command")
         sampled_cpu = run.cpu_ticks / _CLOCK_TICKS
+        orphan_cpu = run.orphan_cpu_ticks / _CLOCK_TICKS
         if run.adopted:
+            # No rusage for a process that is not our child: the samples
+            # (at most one interval stale) are all there is.
             peak: int | None = run.peak_rss or None
-            cpu: float | None = sampled_cpu + run.orphan_cpu_ticks / _CLOCK_TICKS if run.cpu_ticks else None
+            cpu: float | None = max(sampled_cpu, orphan_cpu) if run.cpu_ticks else None
         else:
-            peak = max(run.peak_rss, run.rusage_rss)
-            cpu = max(sampled_cpu, run.rusage_cpu + run.orphan_cpu_ticks / _CLOCK_TICKS)
-        assert run.ended_at is not None
+            # None rather than a wrong figure: a run too short to be sampled
+            # whose peak stayed below corral's own (see _record_exit).
+            peak = max(run.peak_rss, run.rusage_rss) or None
+            cpu = max(sampled_cpu, run.rusage_cpu + orphan_cpu)
         return Outcome(
             run_id=run.run_id,
             exit_code=run.exit_code,
             signal=run.signal,
-            ended_at=run.ended_at,
+            ended_at=run.ended_at or _utcnow(),
             duration=run.duration,
             peak_rss=peak,
             cpu_seconds=cpu,
@@ -1174,6 +1225,7 @@ class Supervisor:
             self._runs.clear()
             self._pending.clear()
             self._idle.notify_all()
-        self._selector.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from functools import lru_cache
@@ -73,14 +73,14 @@ class Entry:
     schedule: str = ""
     command: str = ""
     stdin: str | None = None
-    env: Mapping[str, str] = _NO_ENV
+    env: Mapping[str, str] = field(default_factory=lambda: _NO_ENV)
     mailto: str | None = None
     timezone: str | None = None
     reason: str | None = None
     raw: str = ""
     origin: str = CRONTAB
     cron: tuple[str, ...] = ()
-    details: Mapping[str, str] = _NO_ENV
+    details: Mapping[str, str] = field(default_factory=lambda: _NO_ENV)
     notes: tuple[str, ...] = ()
 
 
@@ -109,13 +109,26 @@ _MACROS = {
     "@reboot": "@reboot",
 }
 
-# A token that reads like a cron time field rather than a program name:
-# what a 6th/7th Quartz field or a seconds-first Spring expression leaves in
-# front of the command.
+# A token that reads like a cron time field rather than a program or user
+# name: what a 6th/7th Quartz field or a seconds-first Spring expression
+# leaves in front of the command.
 _FIELDISH = re.compile(
-    r"(?:[0-9*?LW#/,\-]|MON|TUE|WED|THU|FRI|SAT|SUN|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)+\Z",
-    re.IGNORECASE,
+    r"(?:[0-9*?LW#/,\-]|(?i:MON|TUE|WED|THU|FRI|SAT|SUN|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))+\Z"
 )
+_FIELD_MARKS = frozenset("0123456789*?")
+
+
+def _fieldish(token: str, *, as_user: bool = False) -> bool:
+    """True when ``token`` looks like a time field. In the user position a
+    bare name ("mon") may be a real account, so it needs a digit, ``*``,
+    ``?`` or a range/list mark there."""
+    if not _FIELDISH.match(token):
+        return False
+    if not _FIELD_MARKS.isdisjoint(token):
+        return True
+    return not as_user or any(mark in token for mark in "-,/")
+
+
 # Names useradd accepts (and cron looks up); a path or an option is not one.
 _USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\$?\Z")
 # NAME=value as cron's load_env reads it: an unquoted name stops at blanks or '='.
@@ -249,6 +262,9 @@ def _parse_job(body: str, system: bool) -> _Job:
         for index in range(5):
             reason = _field_reason(index, parts[index])
             if reason is not None:
+                if len(parts) > 5 and _fieldish(parts[5].split(None, 1)[0], as_user=system):
+                    # "0 30 2 * * * cmd": seconds first, so every field is shifted
+                    return _quartz(schedule, parts[5:], system, rejected=True)
                 return _invalid(schedule, reason, command=" ".join(parts[5:]))
         cron = schedule
         rest = parts[5:]
@@ -257,7 +273,7 @@ def _parse_job(body: str, system: bool) -> _Job:
         if not rest:
             return _invalid(schedule, "no user and no command after the schedule")
         user = rest[0]
-        if _FIELDISH.match(user):
+        if _fieldish(user, as_user=True):
             return _quartz(schedule, rest, system)
         if not _USER_NAME.match(user):
             return _invalid(
@@ -273,17 +289,17 @@ def _parse_job(body: str, system: bool) -> _Job:
             return _invalid(schedule, "no command after the schedule")
         command = rest[0]
     head = command.split(None, 1)[0]
-    if _FIELDISH.match(head):
+    if _fieldish(head):
         return _quartz(schedule, rest, system)
     return _Job(JOB, schedule, cron, user, command)
 
 
-def _quartz(schedule: str, rest: list[str], system: bool) -> _Job:
+def _quartz(schedule: str, rest: list[str], system: bool, rejected: bool = False) -> _Job:
     """A 6- or 7-field expression (seconds first, maybe a year) read as 5 + command."""
     words = " ".join(rest).split()
     extra = []
     for word in words[:2]:
-        if not _FIELDISH.match(word):
+        if not _fieldish(word):
             break
         extra.append(word)
     count = 5 + len(extra)
@@ -292,8 +308,12 @@ def _quartz(schedule: str, rest: list[str], system: bool) -> _Job:
     kind = "a Quartz/Spring expression (seconds first" + (", year last)" if count == 7 else ")")
     return _invalid(
         full,
-        f'{count} time fields ("{full}") look like {kind}; cron reads 5 and would run "{" ".join(words)}" '
-        + ("with a bogus user" if system else "as the command"),
+        f'{count} time fields ("{full}") look like {kind}; cron reads 5 and '
+        + (
+            "rejects the line"
+            if rejected
+            else (f'would take "{words[0]}" as the user' if system else f'would run "{" ".join(words)}" as the command')
+        ),
         command=tail,
     )
 
@@ -694,6 +714,7 @@ def parse_systemd_units(
         reason: str | None = None
         kind = JOB
         if service_text is None:
+            user = None
             notes = (NOTE_MISSING_SERVICE,)
         else:
             details["service"] = f"{source_dir.rstrip('/')}/{service_file}" if source_dir else service_file
@@ -947,6 +968,7 @@ def parse_run_parts(
     cron: tuple[str, ...] = (),
     timezone: str | None = None,
     run_by: str | None = None,
+    run_by_description: str | None = None,
 ) -> list[Entry]:
     """Scripts in ``/etc/cron.{hourly,daily,weekly,monthly}`` (name -> first
     bytes of the file), run as root by ``run-parts`` from the crontab or
@@ -962,6 +984,8 @@ def parse_run_parts(
             details["shebang"] = first_line[2:].strip()
         if run_by:
             details["run_by"] = run_by
+        if run_by_description:
+            details["run_by_description"] = run_by_description
         notes: tuple[str, ...] = ()
         if not _RUN_PARTS_NAME.match(name):
             notes = (NOTE_RUN_PARTS_SKIPS,)
@@ -1011,10 +1035,9 @@ def schedule_description(entry: Entry) -> str:
         return f"systemd timer, next {next_text} (schedule not collected)"
     if entry.origin == RUN_PARTS:
         directory = entry.details.get("directory", "")
-        if entry.cron:
-            return f"{_explain(entry.cron[0])}{tz_suffix}, via run-parts {directory}"
-        if entry.schedule:
-            return f"{entry.schedule}, via run-parts {directory}"
+        when = entry.details.get("run_by_description")
+        if when:
+            return f"{when}, via run-parts {directory}"
         return f"via run-parts {directory} (no crontab or anacrontab line found that runs it)"
     return entry.schedule
 
@@ -1121,11 +1144,13 @@ def fire_times(entry: Entry, after: datetime, until: datetime, host_tz: str | No
     out: list[datetime] = []
     start = after.astimezone(tz)
     for cron in entry.cron:
+        count = 0
         try:
             for moment in CronSim(cron, start):
-                if moment > until or len(out) >= limit * len(entry.cron):
+                if moment > until or count >= limit:
                     break
                 out.append(moment)
+                count += 1
         except CronSimError:
             continue
     out.sort()
@@ -1166,37 +1191,51 @@ def _list_timers_next(text: str, after: datetime, host_tz: str | None) -> dateti
 # --------------------------------------------------------------------------
 # runtime guess
 
-_WRAPPER_OPTS_WITH_ARG = {
-    "nice": {"-n", "--adjustment"},
-    "ionice": {"-c", "-n", "-p", "--class", "--classdata"},
-    "timeout": {"-s", "-k", "--signal", "--kill-after"},
-    "flock": {"-w", "-E", "--timeout", "--wait", "--conflict-exit-code"},
-    "sudo": {"-u", "-g", "-C", "-p", "-h", "-r", "-t", "-U", "-D", "--user", "--group", "--chdir"},
-    "runuser": {"-u", "-g", "-G", "--user", "--group"},
-    "su": {"-s", "-g", "-G", "--shell", "--group"},
-    "env": {"-u", "-C", "-S", "--unset", "--chdir"},
-    "stdbuf": {"-i", "-o", "-e"},
-    "taskset": set(),
-    "chronic": set(),
-    "nohup": set(),
-    "time": set(),
-    "exec": set(),
-    "cronic": set(),
-    "setsid": set(),
-    "run-one": set(),
-    "ifne": set(),
-    "lockrun": {"-L", "--lockfile"},
-    "setlock": set(),
-    "xvfb-run": set(),
+RUNTIMES: tuple[str, ...] = ("python", "php", "go-or-binary", "shell", "java", "node", "ruby", "perl")
+
+# Wrappers that run another program, and their options that take a value.
+_WRAPPERS: dict[str, frozenset[str]] = {
+    name: frozenset(opts.split())
+    for name, opts in {
+        "nice": "-n --adjustment",
+        "ionice": "-c -n -p -t --class --classdata",
+        "timeout": "-s -k --signal --kill-after",
+        "flock": "-w -E --timeout --wait --conflict-exit-code",
+        "sudo": "-u -g -C -p -h -r -t -U -D --user --group --chdir",
+        "runuser": "-u -g -G --user --group",
+        "su": "-s -g -G --shell --group",
+        "env": "-u -C -S --unset --chdir",
+        "stdbuf": "-i -o -e",
+        "taskset": "",
+        "chronic": "",
+        "cronic": "",
+        "nohup": "",
+        "time": "-f -o --format --output",
+        "exec": "",
+        "setsid": "",
+        "run-one": "",
+        "ifne": "",
+        "lockrun": "-L --lockfile",
+        "setlock": "",
+        "xvfb-run": "",
+    }.items()
 }
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"})
-_SKIP_SEGMENT = frozenset({"cd", "export", "source", ".", "test", "[", "[[", "umask", "sleep", "true", "set", "ulimit", "echo", "date", "mkdir"})
+# Wrappers whose first operand is not the program: the duration, lock, mask, user.
+_WRAPPER_OPERAND = frozenset({"timeout", "flock", "setlock", "taskset", "su"})
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+_SHELL_KEYWORDS = frozenset({"if", "then", "else", "elif", "do", "while", "until", "for", "exec"})
+_SKIP_SEGMENT = frozenset(
+    {"cd", "export", "source", ".", "test", "[", "[[", "umask", "sleep", "true", "false", "set", "ulimit",
+     "echo", "printf", "date", "mkdir", "fi", "done", "!", "unset", "trap", "wait"}
+)  # fmt: skip
+_SEPARATORS = frozenset({"&&", "||", ";", "|", "|&", "&", "(", ")", "{", "}", ";;"})
 _SHELL_TOOLS = frozenset(
-    """run-parts curl wget find rm mv cp tar gzip gunzip bzip2 xz zip unzip rsync scp ssh mysqldump mysql
-    pg_dump pg_dumpall psql redis-cli mongodump logrotate echo cat grep sed awk touch chmod chown ln ls
-    du df tee logger mail sendmail test find xargs kill pkill killall systemctl service docker docker-compose
-    kubectl git make ntpdate certbot truncate split sort uniq cut head tail wc date sleep true false
-    savelog ps top free uptime sync fstrim""".split()
+    """run-parts curl wget find rm mv cp tar gzip gunzip bzip2 xz zip unzip rsync scp ssh sftp mysqldump
+    mysql mariadb pg_dump pg_dumpall psql redis-cli mongodump mongosh logrotate echo printf cat grep sed awk
+    touch chmod chown ln ls du df tee logger mail mailx sendmail test xargs kill pkill killall systemctl
+    service docker docker-compose podman kubectl git make ntpdate certbot truncate split sort uniq cut head
+    tail wc date sleep true false savelog ps free uptime sync fstrim mount umount tmpwatch tmpreaper
+    aws gsutil rclone s3cmd""".split()
 )
 _EXTENSIONS = {
     ".py": "python",
@@ -1210,126 +1249,107 @@ _EXTENSIONS = {
     ".ts": "node",
     ".rb": "ruby",
     ".pl": "perl",
-    ".pm": "perl",
     ".go": "go-or-binary",
 }
 _INTERPRETERS = (
-    (re.compile(r"(?:python|pypy)[0-9.]*\Z"), "python"),
-    (re.compile(r"php[0-9.]*(?:-cli)?\Z"), "php"),
-    (re.compile(r"java\Z"), "java"),
+    (re.compile(r"(?:(?:python|pypy)[0-9.]*|manage\.py|celery|uv|poetry|pipenv|pytest)\Z"), "python"),
+    (re.compile(r"(?:php[0-9.]*(?:-cli)?|artisan|wp|composer|drush)\Z"), "php"),
+    (re.compile(r"(?:java|mvn|gradle)\Z"), "java"),
     (re.compile(r"(?:node|nodejs|npm|npx|yarn|pnpm|deno|bun|ts-node)\Z"), "node"),
     (re.compile(r"(?:ruby[0-9.]*|rake|rails|bundle)\Z"), "ruby"),
     (re.compile(r"perl[0-9.]*\Z"), "perl"),
-    (re.compile(r"(?:go)\Z"), "go-or-binary"),
-    (re.compile(r"(?:artisan|wp|composer|drush)\Z"), "php"),
-    (re.compile(r"(?:manage\.py|celery|gunicorn|uv|poetry|pipenv)\Z"), "python"),
+    (re.compile(r"go\Z"), "go-or-binary"),
 )
-_RUNTIMES = ("python", "php", "go-or-binary", "shell", "java", "node", "ruby", "perl")
-_SEGMENT_SPLIT = re.compile(r"\s*(?:&&|\|\||;|\||\{|\}|\(|\))\s*")
-_REDIRECT = re.compile(r"(?:[0-9]*|&)>>?(?:&[0-9-])?|[0-9]*<")
+_REDIRECTS = frozenset({">", ">>", "<", "<<", ">&", "&>", "&>>", "<&", ">|", "<<<", ">>&"})
+_REDIRECT_CHARS = frozenset("<>&|")
 
 
 def guess_runtime(command: str, shebang: str | None = None) -> str:
-    """The language or runtime a command most likely runs: one of python,
-    php, go-or-binary, shell, java, node, ruby, perl ("" when empty).
+    """The language or runtime a command most likely runs: one of
+    ``RUNTIMES`` (python, php, go-or-binary, shell, java, node, ruby, perl),
+    or "" for an empty command.
 
     Looks through ``cd /x &&``, environment assignments, ``/usr/bin/env``,
-    ``nice``, ``flock -n FILE``, ``timeout 1h``, ``sudo -u USER``, ``sh -c``
-    and redirections to the program that does the work. ``shebang`` (a
+    ``nice``, ``flock -n FILE``, ``timeout 1h``, ``sudo -u USER``,
+    ``sh -c "..."`` and redirections to the program that does the work. An
+    executable without a known extension is "go-or-binary". ``shebang`` (a
     script's ``#!`` line without the ``#!``) decides for a script file."""
     if shebang:
-        from_shebang = guess_runtime(shebang)
+        from_shebang = _guess(shebang, 0)
         if from_shebang:
             return from_shebang
-    return _guess(command, depth=0)
+    return _guess(command, 0)
+
+
+def _tokens(command: str) -> list[str]:
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:  # unbalanced quotes: fall back to blanks
+        return command.split()
 
 
 def _guess(command: str, depth: int) -> str:
-    command = command.strip()
-    if not command or depth > 4:
+    if not command.strip() or depth > 4:
         return ""
-    for segment in _segments(command):
-        words = _words(segment)
-        if not words:
-            continue
+    segments: list[list[str]] = [[]]
+    tokens = _tokens(command)
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if token in _SEPARATORS:
+            segments.append([])
+        elif token in _REDIRECTS or set(token) <= _REDIRECT_CHARS:
+            index += 1  # its target: a file, or the descriptor of 2>&1
+        elif token.isdigit() and index < len(tokens) and tokens[index] in _REDIRECTS:
+            continue  # the "2" of "2>"
+        else:
+            segments[-1].append(token)
+    words_list = []
+    for words in segments:
+        while words and words[0] in _SHELL_KEYWORDS:
+            words = words[1:]
+        if words:
+            words_list.append(words)
+    useful = [words for words in words_list if words[0] not in _SKIP_SEGMENT]
+    for words in useful or words_list:
         runtime = _guess_words(words, depth)
         if runtime:
             return runtime
-    return "shell"
-
-
-def _segments(command: str) -> list[str]:
-    segments = [part for part in _SEGMENT_SPLIT.split(command) if part]
-    keep = []
-    for segment in segments:
-        head = segment.split(None, 1)[0]
-        if head in ("if", "then", "else", "fi", "do", "done", "while", "for"):
-            rest = segment.split(None, 1)
-            if len(rest) < 2:
-                continue
-            segment = rest[1]
-            head = segment.split(None, 1)[0]
-        if head in _SKIP_SEGMENT or head.startswith("!"):
-            continue
-        keep.append(segment)
-    return keep or segments
-
-
-def _words(segment: str) -> list[str]:
-    try:
-        words = shlex.split(segment, comments=False)
-    except ValueError:
-        words = segment.split()
-    out = []
-    skip_next = False
-    for word in words:
-        if skip_next:
-            skip_next = False
-            continue
-        redirect = _REDIRECT.match(word)
-        if redirect is not None:
-            if redirect.end() == len(word) and not word.endswith(("&1", "&2", "&-")):
-                skip_next = True  # "> file": the file is the next word
-            continue
-        out.append(word)
-    return out
+    return ""
 
 
 def _guess_words(words: list[str], depth: int) -> str:
     index = 0
     while index < len(words):
         word = words[index]
-        if "=" in word and not word.startswith(("-", "/", ".")) and word.split("=", 1)[0].isidentifier():
-            index += 1
+        name, eq, _ = word.partition("=")
+        if eq and name.isidentifier():
+            index += 1  # FOO=bar prefix
             continue
         base = word.rsplit("/", 1)[-1]
-        if base in _WRAPPER_OPTS_WITH_ARG:
-            index = _skip_wrapper(base, words, index + 1, depth)
-            if index < 0:
-                return _guess(words[-1], depth + 1) if words else ""
+        if base in _WRAPPERS:
+            index = _skip_wrapper(base, words, index + 1)
+            if index < 0:  # flock FILE -c "string", su USER -c "string"
+                return _guess(words[-1], depth + 1)
             continue
         if base in _SHELLS:
             rest = words[index + 1 :]
-            if "-c" in rest:
-                position = rest.index("-c")
-                if position + 1 < len(rest):
-                    return _guess(rest[position + 1], depth + 1) or "shell"
+            for position, option in enumerate(rest):
+                if option.startswith("-") and not option.startswith("--") and "c" in option:
+                    if position + 1 < len(rest):
+                        return _guess(rest[position + 1], depth + 1) or "shell"
             script = next((w for w in rest if not w.startswith("-")), None)
-            if script is not None:
-                by_ext = _by_extension(script)
-                if by_ext and by_ext != "shell":
-                    return by_ext
-            return "shell"
+            by_extension = _by_extension(script) if script else ""
+            return by_extension or "shell"
         for pattern, runtime in _INTERPRETERS:
             if pattern.match(base):
-                if runtime in ("python",) and base in ("uv", "poetry", "pipenv") and index + 1 < len(words):
-                    return "python"
-                if base == "bundle":
-                    return "ruby"
                 return runtime
-        by_ext = _by_extension(base)
-        if by_ext:
-            return by_ext
+        by_extension = _by_extension(base)
+        if by_extension:
+            return by_extension
         if base in _SHELL_TOOLS:
             return "shell"
         return "go-or-binary"
@@ -1339,47 +1359,76 @@ def _guess_words(words: list[str], depth: int) -> str:
 def _by_extension(word: str) -> str:
     base = word.rsplit("/", 1)[-1]
     dot = base.rfind(".")
-    if dot > 0:
-        return _EXTENSIONS.get(base[dot:].lower(), "")
-    return ""
+    return _EXTENSIONS.get(base[dot:].lower(), "") if dot > 0 else ""
 
 
-def _skip_wrapper(name: str, words: list[str], index: int, depth: int) -> int:
-    """Index of the wrapped program's first word after ``name``'s options and
-    operands; -1 when the wrapped command is one string (``flock f -c "..."``,
-    ``su user -c "..."``), which the caller reads as the last word."""
-    with_arg = _WRAPPER_OPTS_WITH_ARG[name]
+def _skip_wrapper(name: str, words: list[str], index: int) -> int:
+    """Index of the wrapped program after ``name``'s options and operands,
+    or -1 when the wrapped command is one ``-c`` string (the last word)."""
+    with_value = _WRAPPERS[name]
+    operand_done = name not in _WRAPPER_OPERAND
     while index < len(words):
         word = words[index]
         if word == "--":
             return index + 1
         if word in ("-c", "--command") and name in ("flock", "su", "runuser"):
             return -1
+        if word == "-" and name == "su":
+            index += 1
+            continue
         if word.startswith("-") and len(word) > 1:
-            index += 2 if word in with_arg else 1
+            # "-u www" or a cluster ending in a value option: "-iu www", "-xw 10"
+            takes_value = word in with_value or (not word.startswith("--") and "-" + word[-1] in with_value)
+            index += 2 if takes_value and "=" not in word else 1
             continue
         if name == "env" and "=" in word:
             index += 1
             continue
-        break
-    # Positional operands before the program
-    if name == "timeout" and index < len(words):
-        index += 1  # the duration
-    elif name in ("flock", "setlock") and index < len(words):
-        index += 1  # the lock file (or fd)
-        if index < len(words) and words[index] in ("-c", "--command"):
-            return -1
-    elif name in ("taskset",) and index < len(words):
-        index += 1  # the CPU mask
-    elif name in ("su",) and index < len(words):
-        index += 1  # the user
-        while index < len(words) and words[index].startswith("-"):
-            if words[index] in ("-c", "--command"):
-                return -1
+        if not operand_done:
+            operand_done = True
             index += 1
-    elif name == "lockrun" and index < len(words) and words[index] == "--":
-        index += 1
+            continue
+        return index
     return index
+
+
+_LOG_SINKS = frozenset({"logger", "systemd-cat", "tee", "mail", "mailx", "sendmail", "ts", "rotatelogs", "multilog"})
+_MAIL_ON_FAILURE = frozenset({"chronic", "cronic"})
+
+
+def output_redirection(command: str) -> tuple[bool, bool]:
+    """Whether a cron command takes care of its (stdout, stderr) itself,
+    by redirection, a pipe into a log sink (``logger``, ``tee``...) or a
+    ``chronic``/``cronic`` wrapper. What it leaves alone, cron mails."""
+    tokens = _tokens(command)
+    stdout = stderr = False
+    # "2>&1" sends stderr where stdout points at that moment: a file already
+    # named, else the pipe (if one follows) or cron's mail.
+    err_follows_pipe = False
+    for index, token in enumerate(tokens):
+        before = tokens[index - 1] if index else ""
+        after = tokens[index + 1] if index + 1 < len(tokens) else ""
+        base = token.rsplit("/", 1)[-1]
+        if index == 0 and base in _MAIL_ON_FAILURE:
+            return True, True
+        if token in ("&>", "&>>", ">&") and not after.isdigit():
+            stdout = stderr = True
+        elif token in (">", ">>", ">|"):
+            if before == "2":
+                stderr = True
+            elif before in ("", "1") or not before.isdigit():
+                stdout = True
+        elif token == ">&" and after == "1" and before == "2":
+            if stdout:
+                stderr = True
+            else:
+                err_follows_pipe = True
+        elif token in ("|", "|&"):
+            if after.rsplit("/", 1)[-1] in _LOG_SINKS:
+                stdout = True
+                stderr = stderr or token == "|&" or err_follows_pipe
+            err_follows_pipe = False
+    return stdout, stderr
 
 
 __all__ = [
@@ -1392,6 +1441,7 @@ __all__ = [
     "JOB",
     "KINDS",
     "LIST_TIMERS",
+    "RUNTIMES",
     "RUN_PARTS",
     "SYSTEMD",
     "SYSTEM_CRONTAB",
@@ -1399,6 +1449,7 @@ __all__ = [
     "fire_times",
     "guess_runtime",
     "next_run",
+    "output_redirection",
     "parse_anacrontab",
     "parse_crontab",
     "parse_list_timers",
