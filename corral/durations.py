@@ -65,3 +65,12 @@ def format(delta: timedelta | float | None) -> str:
     if hours:
         return f"{sign}{hours}h{minutes:02d}m"
     return f"{sign}{minutes}m{secs:02d}s"
+
+
+def spec(delta: timedelta) -> str:
+    """The duration as a job file would write it, in one unit: ``30h``, ``90m``, ``2d``."""
+    seconds = int(round(delta.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

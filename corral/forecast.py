@@ -195,8 +195,8 @@ def suggest(job: JobSpec, duration: timedelta, fc: Forecast) -> list[str]:
     unit = 3600 if duration >= timedelta(hours=2) else 60
     every = math.ceil(duration.total_seconds() * 1.15 / unit) * unit
     gap = max(unit, math.ceil(duration.total_seconds() * 0.2 / unit) * unit)
-    name = durations.format(timedelta(seconds=every)).replace("h00m", "h")
-    gap_s = durations.format(timedelta(seconds=gap)).replace("h00m", "h")
+    name = durations.spec(timedelta(seconds=every))
+    gap_s = durations.spec(timedelta(seconds=gap))
     out = [
         f"schedule: {{every: {name}}}  # a fixed cadence longer than the {durations.format(duration)} run",
         f"schedule: {{after_completion: {gap_s}}}  # start {gap_s} after each run ends",

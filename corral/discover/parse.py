@@ -641,6 +641,11 @@ def _last(values: dict[str, list[tuple[str, int]]], key: str) -> str | None:
     return items[-1][0] if items else None
 
 
+def systemd_bool(value: str) -> bool:
+    """systemd's reading of a boolean setting (yes/true/on/1...)."""
+    return value.strip().lower() in _TRUE
+
+
 def _strip_exec_prefix(command: str) -> str:
     # ExecStart= may start with -, @, :, +, ! or !! (failure ignored, argv0, no
     # specifiers, privileges...). None of them is part of what runs.
@@ -1089,7 +1094,7 @@ def _describe_timer(entry: Entry, tz_suffix: str) -> str:
     text = "; ".join(parts) if parts else "no trigger"
     if entry.details.get("RandomizedDelaySec"):
         text += f", plus up to {entry.details['RandomizedDelaySec']} random delay"
-    if entry.details.get("Persistent", "").lower() in _TRUE:
+    if systemd_bool(entry.details.get("Persistent", "")):
         text += ", missed runs caught up at boot"
     return text
 
@@ -1457,4 +1462,5 @@ __all__ = [
     "parse_systemd_units",
     "schedule_description",
     "split_percent",
+    "systemd_bool",
 ]
