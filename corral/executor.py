@@ -77,7 +77,8 @@ if [ -n "$corral_dir" ]; then
 fi
 "$@"
 corral_status=$?
-printf '%s\\n' "$corral_status" > "$corral_exit_file.tmp" && command -p mv -f -- "$corral_exit_file.tmp" "$corral_exit_file"
+printf '%s\\n' "$corral_status" > "$corral_exit_file.tmp" &&
+  command -p mv -f -- "$corral_exit_file.tmp" "$corral_exit_file"
 exit "$corral_status"
 """
 _WRAPPER_NAME = "corral-run"
@@ -1048,9 +1049,10 @@ class Supervisor:
         finished: list[_Run] = []
         for run in runs:
             leftovers = table.members(run.pid, run.start_ticks, run.pgid, run.known, run.marker)
-            self._record_exit(run, now)
             with self._lock:
+                # Before the pidfd is closed: stop() only signals "running" runs.
                 run.phase = "cleanup"
+            self._record_exit(run, now)
             for proc in leftovers.values():
                 try:
                     fd = os.pidfd_open(proc.pid)

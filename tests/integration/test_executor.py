@@ -391,7 +391,9 @@ def test_the_log_is_capped_keeping_the_tail_with_a_marker(runs: Runs) -> None:
     assert outcome.log_dropped > written - cap
     assert outcome.log_bytes == len(text.encode()) <= cap + 200
     first, rest = text.split("\n", 1)
-    marker = re.fullmatch(r"\[corral: (\d+) bytes of earlier output were dropped to keep the log under 65536 bytes\]", first)
+    marker = re.fullmatch(
+        r"\[corral: (\d+) bytes of earlier output were dropped to keep the log under 65536 bytes\]", first
+    )
     assert marker, first
     assert int(marker.group(1)) == outcome.log_dropped
     assert rest.splitlines()[-1] == "LAST LINE"
