@@ -63,20 +63,29 @@ _MIN_LOG_CAP = 4096
 
 _SHELL = "/bin/sh"
 # $1: exit file, $2: working directory ("" = stay), the rest: the job's argv.
-# The TERM/INT/HUP trap keeps the wrapper alive when the group is signalled so
-# it can still record the job's status; a caught signal is reset to its
-# default in the exec'd job, so the job itself is not protected by it.
+# The traps keep the wrapper alive when the group is signalled, so it can
+# still record the job's status; a caught signal is reset to its default in
+# the exec'd job, so the job itself is not shielded. A signal that arrives
+# before the job was started (a stop right after launch) would hit only the
+# wrapper, so it is remembered and the job is then not started at all. (A
+# signal landing between that check and the fork is the remaining window,
+# microseconds wide; the SIGKILL after the grace still ends such a run.)
 # ``command -p mv`` finds mv on the standard path whatever the job's PATH is.
 _WRAPPER = """\
 corral_exit_file=$1
 corral_dir=$2
 shift 2
-trap : HUP INT TERM
+corral_status=
+trap 'corral_status=${corral_status:-129}' HUP
+trap 'corral_status=${corral_status:-130}' INT
+trap 'corral_status=${corral_status:-143}' TERM
 if [ -n "$corral_dir" ]; then
   cd -- "$corral_dir" || exit 1
 fi
-"$@"
-corral_status=$?
+if [ -z "$corral_status" ]; then
+  "$@"
+  corral_status=$?
+fi
 printf '%s\\n' "$corral_status" > "$corral_exit_file.tmp" &&
   command -p mv -f -- "$corral_exit_file.tmp" "$corral_exit_file"
 exit "$corral_status"
@@ -114,7 +123,9 @@ class Launch:
     run_id: int
     argv: tuple[str, ...]
     env: Mapping[str, str]
-    """Full environment for the child (the caller adds CORRAL_JOB, CORRAL_RUN_ID, ...)."""
+    """Full environment for the child (the caller adds CORRAL_JOB, CORRAL_RUN_ID, ...).
+
+    :meth:`Supervisor.launch` adds one more, :data:`RUN_TOKEN_VAR`."""
     cwd: str | None
     log_path: Path
     exit_path: Path
@@ -544,13 +555,16 @@ def kill_tree(pid: int, pgid: int, start_time: float, grace: float) -> None:
     SIGTERM to the process (if it is still the same one), its group, session
     and descendants, then SIGKILL to whatever is left after ``grace`` seconds.
     """
-    ticks = _start_ticks(pid, start_time)
+    ticks = _start_ticks(pid, start_time)  # also works while the root is a zombie
+    verified = ticks is not None
     if ticks is None:
         # The root is gone (or the number was reused); its start ticks are
         # needed to filter candidates, so derive them from the wall clock.
         ticks = max(0, int((start_time - psutil.boot_time()) * _CLOCK_TICKS) - 1)
     table = _Table()
-    marker = _env_marker(table.environ(pid)) if pid in table.procs else None
+    # Only a root known to be ours may lend its environment token: a reused
+    # pid's token would point at someone else's processes.
+    marker = _env_marker(table.environ(pid)) if verified else None
     targets = dict(table.members(pid, ticks, pgid, {}, marker))
     root = table.procs.get(pid)
     if root is not None and root.start_ticks == ticks and root.state != "Z":

@@ -21,11 +21,12 @@ Three kinds of schedule:
     ``{"after_completion": "6h"}`` fires a fixed time after the previous run
     ended; it has no fire time until a run has ended.
 
-DST rules for cron schedules (see ``docs``-level notes in
-:class:`~corral.spec.DstPolicy`). A cron job is *fixed-time* when neither its
-minute nor its hour field starts with ``*`` -- the test cronie and Debian cron
-use (their ``MIN_STAR``/``HR_STAR`` flags), so ``0 1 * * *`` is fixed-time and
-``0 * * * *``, ``*/15 * * * *``, ``30 */2 * * *`` and ``@hourly`` are not.
+DST rules for cron schedules, per :class:`~corral.spec.DstPolicy`. A cron job
+is *fixed-time* when neither its minute nor its hour field starts with ``*``,
+the test cronie and Debian cron use (their ``MIN_STAR``/``HR_STAR`` flags):
+``0 1 * * *`` and ``0 1-3 * * *`` are fixed-time; ``0 * * * *``,
+``*/15 * * * *``, ``* 2 * * *``, ``30 */2 * * *`` and ``@hourly`` are not.
+Six-field expressions follow the same rules (the seconds field does not count).
 
 * Spring-forward gap, ``gap="run_after"`` (default): a fixed-time slot whose
   wall time does not exist runs once at the instant the gap ends (02:30 on a
@@ -51,7 +52,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from cronsim import CronSim, CronSimError
 
@@ -65,12 +66,20 @@ its limit one by one (about 10 microseconds each), and stops at this many."""
 DEFAULT_ANCHOR = datetime(2000, 1, 1)
 """Where ``every`` schedules count from when no anchor is given (job timezone)."""
 
+DEFAULT_DST = DstPolicy()
+"""cronie's rules: run a skipped fixed time after the gap; fixed times once in a fold."""
+
 _GIVE_UP = timedelta(days=366 * 50)
 """A cron schedule that produces no fire for this long is treated as finished."""
 
 _HINT_REFERENCE = datetime(2001, 1, 1)  # a Monday; wall-clock, DST-free
 _HINT_WINDOW = timedelta(days=14)
+_HINT_MIN_FIRES = 13  # a year of a monthly job, so February counts
 _HINT_MAX_FIRES = 5000
+
+# With gap: skip a schedule may only ever hit non-existent times (02:30 on the
+# second Sunday of March in New York). Rules change, so look from a recent date.
+_GAP_CHECK_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 
 # Longest fall-back fold to look back over (real ones are 30 min to 2 h).
 _MAX_FOLD = timedelta(hours=3)
@@ -87,10 +96,21 @@ _MACROS = {
 _DICT_KEYS = ("every", "anchor", "after_completion")
 _FIELDS_HINT = "minute hour day-of-month month day-of-week"
 
-_MONTH_NAMES = (
-    "January February March April May June July August September October November December"
-).split()
-_DAY_NAMES = "Sunday Monday Tuesday Wednesday Thursday Friday Saturday".split()
+_MONTH_NAMES = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+_DAY_NAMES = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 _NTH_WORDS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth"}
 
 
@@ -292,6 +312,11 @@ class _Field:
     """("L", 0, 0), ("LW", 0, 0), ("last", dow, 0) or ("nth", dow, n)."""
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only (str.isdigit also accepts superscripts and other scripts)."""
+    return re.fullmatch(r"[0-9]+", text) is not None
+
+
 def _field_error(unit: _Unit, text: str) -> errors.ScheduleError:
     return errors.ScheduleError(
         f'{unit.name} "{text}" is not valid; use a number {unit.lo}-{unit.hi}, a range like 1-5, '
@@ -301,7 +326,7 @@ def _field_error(unit: _Unit, text: str) -> errors.ScheduleError:
 
 def _value(unit: _Unit, token: str, term: str) -> int:
     low = token.lower()
-    if token.isdigit():
+    if _is_number(token):
         number = int(token)
         if not unit.lo <= number <= unit.hi:
             raise errors.ScheduleError(f"{unit.name} {number} is out of range {unit.lo}-{unit.hi}")
@@ -355,7 +380,7 @@ def _parse_term(unit: _Unit, term: str, whole: str, values: set[int], special: s
         if upper == "LW":
             special.add(_LAST_WEEKDAY)
             return "LW"
-        if re.fullmatch(r"\d+W", upper):
+        if re.fullmatch(r"[0-9]+W", upper):
             raise errors.ScheduleError(
                 f'day-of-month "{term}" (nearest weekday) is not supported; only LW (last weekday of the month) is'
             )
@@ -373,7 +398,7 @@ def _parse_term(unit: _Unit, term: str, whole: str, values: set[int], special: s
         if "#" in term:
             day_text, nth_text = term.split("#", 1)
             day = _value(unit, day_text, term) % 7
-            if not nth_text.isdigit() or not 1 <= int(nth_text) <= 5:
+            if not _is_number(nth_text) or not 1 <= int(nth_text) <= 5:
                 raise errors.ScheduleError(
                     f'day-of-week "{term}": the number after # is the week of the month and must be 1-5'
                 )
@@ -384,7 +409,7 @@ def _parse_term(unit: _Unit, term: str, whole: str, values: set[int], special: s
     base = term
     if "/" in term:
         base, step_text = term.split("/", 1)
-        if not step_text.isdigit():
+        if not _is_number(step_text):
             raise errors.ScheduleError(f'{unit.name} step in "{term}" must be a whole number, like */15')
         step = int(step_text)
         if step == 0:
@@ -396,7 +421,7 @@ def _parse_term(unit: _Unit, term: str, whole: str, values: set[int], special: s
             if unit.duration_unit:
                 hint = f"; for every {step}{unit.duration_unit} write {{every: {step}{unit.duration_unit}}}"
             raise errors.ScheduleError(
-                f'{unit.name} step {step} is larger than the {unit.name} range {unit.lo}-{unit.hi}, '
+                f"{unit.name} step {step} is larger than the {unit.name} range {unit.lo}-{unit.hi}, "
                 f'so "{term}" would only fire at {unit.name} {unit.lo}{hint}'
             )
         text = "*"
@@ -427,7 +452,7 @@ def _parse_field(unit: _Unit, whole: str) -> _Field:
     step: int | None = None
     if whole == "*":
         step = 1
-    elif re.fullmatch(r"\*/\d+", whole):
+    elif re.fullmatch(r"\*/[0-9]+", whole):
         step = int(whole[2:])
     return _Field(text, whole.startswith("*"), step, frozenset(values), frozenset(special))
 
@@ -476,9 +501,8 @@ def _parse_cron(text: str) -> _Cron:
         if macro not in _MACROS:
             close = difflib.get_close_matches(macro, list(_MACROS), n=1)
             guess = f'did you mean "{close[0]}"? ' if close else ""
-            raise errors.ScheduleError(
-                f'unknown macro "{text}"; {guess}use @hourly, @daily, @midnight, @weekly, @monthly, @yearly or @annually'
-            )
+            macros = "@hourly, @daily, @midnight, @weekly, @monthly, @yearly or @annually"
+            raise errors.ScheduleError(f'unknown macro "{text}"; {guess}use {macros}')
         expanded = _MACROS[macro]
     parts = expanded.split()
     if len(parts) not in (5, 6):
@@ -513,7 +537,7 @@ def _check_can_fire(text: str, cron: _Cron) -> None:
         first = next(CronSim(cron.expr, _HINT_REFERENCE), None)
     except CronSimError as exc:  # pragma: no cover - our validation runs first
         raise errors.ScheduleError(f'"{text}" is not a valid cron expression: {exc}') from exc
-    if first is None:
+    if first is None:  # pragma: no cover - a safety net behind the check above
         raise errors.ScheduleError(
             f'"{text}" can never fire: no date matches its day-of-month, month and day-of-week fields'
         )
@@ -546,7 +570,7 @@ class CronSchedule:
         _zone(self.timezone)
         object.__setattr__(self, "text", text)
         object.__setattr__(self, "_cron", _parse_cron(text))
-        if self.dst.gap == "skip" and next(self.iter_after(datetime(2000, 1, 1, tzinfo=UTC)), None) is None:
+        if self.dst.gap == "skip" and next(self.iter_after(_GAP_CHECK_FROM), None) is None:
             raise errors.ScheduleError(
                 f'"{text}" can never fire in {self.timezone}: every slot falls in a daylight-saving gap '
                 "and the dst gap policy is skip; use run_after or pick another time"
@@ -725,6 +749,7 @@ class CronSchedule:
     def interval_hint(self) -> timedelta:
         """The smallest gap between fires over about two weeks of wall-clock time.
 
+        At least 13 fires are looked at, so a monthly job sees February.
         Measured from a fixed reference date on the DST-free wall clock, so it
         is the schedule's usual cadence, not what a DST day does to it.
         """
@@ -737,7 +762,7 @@ class CronSchedule:
                 smallest = gap if smallest is None else min(smallest, gap)
                 if smallest <= floor:
                     break
-                if wall - _HINT_REFERENCE > _HINT_WINDOW or count >= _HINT_MAX_FIRES:
+                if (wall - _HINT_REFERENCE > _HINT_WINDOW and count >= _HINT_MIN_FIRES) or count >= _HINT_MAX_FIRES:
                     break
             previous = wall
         # A schedule that fires only once in 50 years still needs an answer.
@@ -770,9 +795,7 @@ def _describe_times(cron: _Cron) -> tuple[str, str] | None:
     if not minute.star and not hour.star and len(minute.values) * len(hour.values) <= 6:
         s = second_values[0]
         times = [
-            f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
-            for h in sorted(hour.values)
-            for m in sorted(minute.values)
+            f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "") for h in sorted(hour.values) for m in sorted(minute.values)
         ]
         return "times", "at " + _join(times)
     return None
@@ -945,13 +968,15 @@ def _parse_anchor(raw: object, zone: zoneinfo.ZoneInfo, timezone: str) -> dateti
         try:
             moment = datetime.fromisoformat(raw.strip())
         except ValueError as exc:
-            raise errors.ScheduleError(f'anchor "{raw}" is not a date and time; write it like 2026-01-01T01:00') from exc
+            raise errors.ScheduleError(
+                f'anchor "{raw}" is not a date and time; write it like 2026-01-01T01:00'
+            ) from exc
     else:
         raise errors.ScheduleError(f'anchor "{raw}" is not a date and time; write it like 2026-01-01T01:00')
     if moment.tzinfo is not None:
         return moment.astimezone(UTC)
     local = moment.replace(tzinfo=zone)  # fold=0: the first pass of a repeated hour
-    if _wall(local, zone) != moment:
+    if _wall(local.astimezone(UTC), zone) != moment:
         raise errors.ScheduleError(
             f"anchor {moment.isoformat(timespec='minutes')} does not exist in {timezone}: "
             "the clocks skip it for daylight saving time; pick a time outside the gap"
@@ -965,11 +990,17 @@ def _anchor_text(raw: object) -> str:
     return str(raw).strip()
 
 
-def _parse_mapping(value: Mapping[object, object], timezone: str) -> Schedule:
+def _parse_mapping(value: Mapping[Any, object], timezone: str) -> Schedule:
     for key in value:
         if key not in _DICT_KEYS:
-            close = difflib.get_close_matches(str(key), _DICT_KEYS, n=1)
-            hint = f'did you mean "{close[0]}"?' if close else 'use "every" (with an optional "anchor") or "after_completion"'
+            close = [k for k in _DICT_KEYS if k.startswith(str(key).lower())] or difflib.get_close_matches(
+                str(key), _DICT_KEYS, n=1
+            )
+            hint = (
+                f'did you mean "{close[0]}"?'
+                if close
+                else 'use "every" (with an optional "anchor") or "after_completion"'
+            )
             raise errors.ScheduleError(f'unknown schedule key "{key}"; {hint}')
     if "every" in value and "after_completion" in value:
         raise errors.ScheduleError('a schedule has "every" or "after_completion", not both; write two schedules')
@@ -996,7 +1027,7 @@ _EVERY_TEXT = re.compile(r"every\s+(?P<every>.+?)(?:\s+from\s+(?P<anchor>\S+))?"
 _AFTER_TEXT = re.compile(r"(?P<gap>.+?)\s+after\s+completion", re.IGNORECASE)
 
 
-def parse(value: str | Mapping[str, object], *, timezone: str = "UTC", dst: DstPolicy = DstPolicy()) -> Schedule:
+def parse(value: str | Mapping[str, object], *, timezone: str = "UTC", dst: DstPolicy = DEFAULT_DST) -> Schedule:
     """Turn one schedule from a job file into a :class:`Schedule`.
 
     ``value`` is one of:
@@ -1008,19 +1039,20 @@ def parse(value: str | Mapping[str, object], *, timezone: str = "UTC", dst: DstP
       in day-of-week are accepted;
     * a macro: ``@hourly @daily @midnight @weekly @monthly @yearly @annually``;
     * ``{"every": "30h", "anchor": "2026-01-01T01:00"}``; a naive anchor is in
-      ``timezone``, the default anchor is 2000-01-01T00:00 there;
+      ``timezone`` (first pass if that hour repeats; refused if it is skipped),
+      an aware one is taken as given, the default is 2000-01-01T00:00 in
+      ``timezone``; nothing fires before the anchor;
     * ``{"after_completion": "6h"}``;
     * the display texts ``"every 30h from 2026-01-01T01:00"`` and
       ``"6h after completion"``, so :attr:`Schedule.text` parses back.
 
     Raises :class:`errors.ScheduleError` with one message that says what to fix.
     """
-    zone_name = timezone
-    _zone(zone_name)
+    _zone(timezone)
     if isinstance(value, Mapping):
         if not value:
             raise errors.ScheduleError("empty schedule mapping; write {every: 30h} or {after_completion: 6h}")
-        return _parse_mapping(value, zone_name)
+        return _parse_mapping(value, timezone)
     if not isinstance(value, str):
         kind = {bool: "true/false", int: "number", float: "number", list: "list", tuple: "list"}.get(
             type(value), type(value).__name__
@@ -1033,10 +1065,10 @@ def parse(value: str | Mapping[str, object], *, timezone: str = "UTC", dst: DstP
         mapping: dict[str, object] = {"every": match["every"]}
         if match["anchor"]:
             mapping["anchor"] = match["anchor"]
-        return _parse_mapping(mapping, zone_name)
+        return _parse_mapping(mapping, timezone)
     if match := _AFTER_TEXT.fullmatch(text):
-        return _parse_mapping({"after_completion": match["gap"]}, zone_name)
-    return CronSchedule(text, zone_name, dst)
+        return _parse_mapping({"after_completion": match["gap"]}, timezone)
+    return CronSchedule(text, timezone, dst)
 
 
 # --------------------------------------------------------------------------
@@ -1190,7 +1222,8 @@ def _effect(schedule: CronSchedule, kind: str, before: datetime, after: datetime
             return f"runs on both passes of {span}"
         return f"runs at {listed} on both passes of {span}"
     if many:
-        return f"runs once at each of the {len(walls)} times from {_hhmm(walls[0])} to {_hhmm(walls[-1])} (first pass only)"
+        first, last = _hhmm(walls[0]), _hhmm(walls[-1])
+        return f"runs once at each of the {len(walls)} times from {first} to {last} (first pass only)"
     return f"runs once at {listed} (first pass only)"
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 import pytest
@@ -257,9 +258,7 @@ def test_a_missing_command_inside_a_shell_string_is_reported_from_the_status(run
     assert outcome.error == "command not found: nosuchcmd-abc"
 
 
-def test_a_non_executable_file_inside_a_shell_string_is_reported_from_the_status(
-    runs: Runs, tmp_path: Path
-) -> None:
+def test_a_non_executable_file_inside_a_shell_string_is_reported_from_the_status(runs: Runs, tmp_path: Path) -> None:
     _not_executable(tmp_path)
     outcome = runs.run_sh("./notexec.sh", cwd=str(tmp_path))
     assert outcome.exit_code == 126
@@ -421,7 +420,19 @@ def test_cpu_seconds_cover_a_busy_child(runs: Runs) -> None:
 # -- adoption after a crash --------------------------------------------------------
 
 
-def crash_after_launch(workdir: Path, run_id: int, script: str) -> dict[str, object]:
+class LeftBehind(NamedTuple):
+    """A run whose supervisor died without cleanup, as the engine would have persisted it."""
+
+    run_id: int
+    pid: int
+    pgid: int
+    start_time: float
+    exit_path: Path
+    log_path: Path
+
+
+def crash_after_launch(workdir: Path, script: str) -> LeftBehind:
+    run_id = next(_ids)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run(
         [sys.executable, str(HELPER), str(workdir), str(run_id), script],
@@ -432,43 +443,37 @@ def crash_after_launch(workdir: Path, run_id: int, script: str) -> dict[str, obj
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    data: dict[str, object] = json.loads(done.stdout)
-    return data
+    data = json.loads(done.stdout)
+    return LeftBehind(
+        run_id=int(data["run_id"]),
+        pid=int(data["pid"]),
+        pgid=int(data["pgid"]),
+        start_time=float(data["start_time"]),
+        exit_path=Path(data["exit_path"]),
+        log_path=Path(data["log_path"]),
+    )
 
 
 def test_a_fresh_supervisor_adopts_a_run_left_by_a_crashed_one(runs: Runs, tmp_path: Path) -> None:
-    run_id = next(_ids)
-    info = crash_after_launch(tmp_path, run_id, "sleep 2; exit 7")
-    pid, start_time = int(info["pid"]), float(info["start_time"])  # type: ignore[arg-type]
-    assert executor.process_alive(pid, start_time)
-    common = dict(
-        pgid=int(info["pgid"]),  # type: ignore[arg-type]
-        exit_path=Path(str(info["exit_path"])),
-        log_path=Path(str(info["log_path"])),
-    )
+    left = crash_after_launch(tmp_path, "sleep 2; exit 7")
+    assert executor.process_alive(left.pid, left.start_time)
+    adopt = runs.supervisor.adopt
     # A start time that does not match means the pid belongs to someone else now.
-    assert runs.supervisor.adopt(run_id, pid, start_time + 5, **common) is False  # type: ignore[arg-type]
-    assert runs.supervisor.adopt(run_id, pid, start_time, **common) is True  # type: ignore[arg-type]
-    assert runs.supervisor.running() == [run_id]
-    outcome = runs.outcome(run_id, timeout=10)
+    assert adopt(left.run_id, left.pid, left.start_time + 5, left.pgid, left.exit_path, left.log_path) is False
+    assert adopt(left.run_id, left.pid, left.start_time, left.pgid, left.exit_path, left.log_path) is True
+    assert runs.supervisor.running() == [left.run_id]
+    outcome = runs.outcome(left.run_id, timeout=10)
     assert outcome.adopted is True
     assert outcome.exit_code == 7 and outcome.signal is None
     assert outcome.duration is not None and outcome.duration >= 1.5
 
 
 def test_a_run_that_finished_while_nobody_watched_leaves_its_exit_file(runs: Runs, tmp_path: Path) -> None:
-    run_id = next(_ids)
-    info = crash_after_launch(tmp_path, run_id, "exit 5")
-    exit_path = Path(str(info["exit_path"]))
-    pid, start_time = int(info["pid"]), float(info["start_time"])  # type: ignore[arg-type]
-    assert eventually(lambda: not executor.process_alive(pid, start_time))
-    assert executor.read_exit_file(exit_path) == 5
-    assert (
-        runs.supervisor.adopt(
-            run_id, pid, start_time, int(info["pgid"]), exit_path, Path(str(info["log_path"]))  # type: ignore[arg-type]
-        )
-        is False
-    )
+    left = crash_after_launch(tmp_path, "exit 5")
+    assert eventually(lambda: not executor.process_alive(left.pid, left.start_time))
+    assert executor.read_exit_file(left.exit_path) == 5
+    adopted = runs.supervisor.adopt(left.run_id, left.pid, left.start_time, left.pgid, left.exit_path, left.log_path)
+    assert adopted is False
     assert executor.read_exit_file(tmp_path / "never-written.exit") is None
 
 
