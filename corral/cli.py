@@ -558,7 +558,7 @@ def forecast_cmd(
         _emit_json(data)
         return
     for label, fc in results:
-        click.echo(f"{spec.name} with runs of {durations.format(fc.duration)} ({label}), overlap {spec.overlap}:")
+        click.echo(f"{spec.name} with runs of {durations.spec(fc.duration)} ({label}), overlap {spec.overlap}:")
         for slot in fc.slots:
             line = f"  {_local(slot.scheduled_for, spec.timezone)}  {slot.outcome:<8}"
             if slot.outcome == "skipped":
