@@ -21,6 +21,14 @@ How a run is laid out, and why:
   self-pipe. It sleeps indefinitely when nothing runs and wakes about once a
   second while runs are active, to sample resource use and enforce log caps.
 
+When the main process exits, for whatever reason, nothing it started may
+outlive it. Leftovers are found in one scan of /proc: members of the run's
+process group or session; processes seen in the run's tree by earlier
+samples (which catches children that called ``setsid`` and were reparented);
+processes carrying the run's launch token in their environment
+(:data:`RUN_TOKEN_VAR`, which catches the same even when no sample saw them);
+and all their descendants. They get SIGTERM, and SIGKILL after a short grace.
+
 Exit statuses follow the shell's convention: a status of ``128 + N`` (N a
 signal number) means "killed by signal N" and is reported as ``signal=N``,
 ``exit_code=None``. A program that really calls ``exit(130)`` is reported as
@@ -91,6 +99,10 @@ printf '%s\\n' "$corral_status" > "$corral_exit_file.tmp" &&
 exit "$corral_status"
 """
 _WRAPPER_NAME = "corral-run"
+_WRAPPER_CMDLINE = b"sh\0-c\0" + _WRAPPER.encode() + b"\0"
+_RESEND_CHECK = 0.02
+_RESEND_WINDOW = 1.0
+"""After a stop that came before the job had exec'd, look for it every _RESEND_CHECK s for this long."""
 # Dispositions a job must not inherit from corral: Python ignores SIGPIPE and
 # SIGXFSZ, and corral itself may have been started with some signals ignored
 # (nohup, ``corral &``). Ignored signals survive exec; these are reset.
@@ -237,6 +249,37 @@ def _read_environ(pid: int) -> frozenset[bytes]:
             return frozenset(f.read().split(b"\0"))
     except OSError:
         return frozenset()
+
+
+def _read_cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(word) for word in f.read().split()]
+    except OSError:  # kernel without CONFIG_PROC_CHILDREN
+        return [proc.pid for proc in _Table().procs.values() if proc.ppid == pid]
+
+
+def _job_child(wrapper_pid: int) -> tuple[int, bytes] | None:
+    """The wrapper's child running the job, with its cmdline, if it has one yet.
+
+    The only other child a wrapper ever has is its closing ``mv`` of the exit
+    file (a job's argv[0] is always an absolute path, never "mv"). A child
+    whose cmdline is still the wrapper's own has been forked but has not
+    exec'd the job yet.
+    """
+    for pid in _children_of(wrapper_pid):
+        cmdline = _read_cmdline(pid)
+        if cmdline and not cmdline.startswith(b"mv\0"):
+            return pid, cmdline
+    return None
 
 
 def _env_marker(environ: Iterable[bytes]) -> frozenset[bytes] | None:
@@ -649,6 +692,8 @@ class _Run:
         self.killed = False
         self.last_signal: int | None = None
         self.known: dict[int, int] = {}
+        self.resend_at: float | None = None  # see _begin_stop
+        self.resend_until = 0.0
         self.peak_rss = 0
         self.cpu_ticks = 0
         self.log_dropped = 0
@@ -733,10 +778,14 @@ class Supervisor:
                 raise errors.ExecError("this supervisor is closed; create a new one")
             if launch.run_id in self._runs:
                 raise errors.Conflict(f"run {launch.run_id} is already supervised")
-        cwd = os.path.abspath(launch.cwd) if launch.cwd else ""
-        if cwd and not os.path.isdir(cwd):
-            return self._not_started(launch, _Failure("cwd_not_found", f"working directory not found: {launch.cwd}"))
-        checked = _check_command(launch.argv, launch.env, cwd or os.getcwd())
+        try:
+            cwd = os.path.abspath(launch.cwd) if launch.cwd else ""
+            if cwd and not os.path.isdir(cwd):
+                failure = _Failure("cwd_not_found", f"working directory not found: {launch.cwd}")
+                return self._not_started(launch, failure)
+            checked = _check_command(launch.argv, launch.env, cwd or os.getcwd())
+        except (OSError, ValueError) as exc:  # e.g. a NUL byte in a path
+            return self._not_started(launch, _Failure("spawn_failed", f"cannot check the command: {exc}"))
         if isinstance(checked, _Failure):
             return self._not_started(launch, checked)
         try:
@@ -952,9 +1001,19 @@ class Supervisor:
         # been reaped by init; only signal the group while it is alive (a live
         # leader keeps the group id from being reused).
         if not run.adopted or not _pidfd_exited(run.pidfd):
+            # A stop in the first moments of a run can come before the job
+            # process exists (the wrapper then forks it anyway: its trap only
+            # records the signal) or while it is between fork and exec, where
+            # it still runs the wrapper's trap and swallows the TERM. If the
+            # job had not exec'd just before the group is signalled, watch for
+            # it and TERM it once it has.
+            job = _job_child(run.pid)
             _killpg(run.pgid, signal.SIGTERM)
             if not run.killed:
                 run.last_signal = signal.SIGTERM
+            if run.resend_at is None and (job is None or job[1].startswith(_WRAPPER_CMDLINE)):
+                run.resend_at = now + _RESEND_CHECK
+                run.resend_until = now + _RESEND_WINDOW
         deadline = now + (run.kill_grace if grace is None else max(0.0, grace))
         run.kill_at = deadline if run.kill_at is None else min(run.kill_at, deadline)
         return True
@@ -1006,6 +1065,8 @@ class Supervisor:
                     deadlines.append(run.timeout_at)
                 if run.kill_at is not None and not run.killed:
                     deadlines.append(run.kill_at)
+                if run.resend_at is not None:
+                    deadlines.append(run.resend_at)
             elif run.orphan_kill_at is not None:
                 deadlines.append(run.orphan_kill_at)
         return max(0.0, min(deadlines) - now)
@@ -1044,6 +1105,8 @@ class Supervisor:
                     continue
                 if run.timeout_at is not None and now >= run.timeout_at and run.stopped_by is None:
                     self._begin_stop(run, "timeout", None, now)
+                if run.resend_at is not None and now >= run.resend_at:
+                    self._resend_term(run, now)
                 if run.kill_at is not None and now >= run.kill_at and not run.killed:
                     run.killed = True
                     run.last_signal = signal.SIGKILL
@@ -1054,6 +1117,25 @@ class Supervisor:
                 self._kill_orphans(run)
                 finished.append(run)
         return finished
+
+    def _resend_term(self, run: _Run, now: float) -> None:
+        """TERM the job if it exec'd after its group was signalled (see _begin_stop). Caller holds the lock."""
+        job = _job_child(run.pid)
+        if job is not None and not job[1].startswith(_WRAPPER_CMDLINE):
+            try:
+                fd = os.pidfd_open(job[0])
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                # Still the same exec'd job (not a reused pid) once pinned?
+                if _read_cmdline(job[0]) == job[1]:
+                    _send(fd, signal.SIGTERM)
+                os.close(fd)
+            run.resend_at = None
+        elif now >= run.resend_until or run.killed:
+            run.resend_at = None
+        else:
+            run.resend_at = now + _RESEND_CHECK
 
     def _main_exited(self, runs: list[_Run], now: float) -> list[_Run]:
         """Record how each main process ended and go after what it left behind."""

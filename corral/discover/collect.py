@@ -218,7 +218,7 @@ def analyse_host(
             host=host,
             directory=directory,
             source_dir=source(directory),
-            schedule=runner.schedule if runner else "",
+            schedule=_runner_schedule(runner),
             cron=runner.cron if runner else (),
             timezone=runner.timezone if runner else None,
             run_by=f"{runner.source}:{runner.line}" if runner else None,
@@ -250,9 +250,7 @@ def analyse_host(
     entries.extend(timer_entries)
     entries.sort(key=_entry_order)
 
-    read = tuple(
-        source(path) for path in sorted(files) if _classify(path)[0] not in ("wants", "host-info", "")
-    )
+    read = tuple(source(path) for path in sorted(files) if _classify(path)[0] not in ("wants", "host-info", ""))
     file_errors = tuple((source(path), message) for path, message in sorted(errors.items()))
     status = _str_or_none(info.get("status")) or inv.OK
     error = _str_or_none(info.get("error"))
@@ -288,6 +286,14 @@ def _runner(directory: str, anacron_entries: list[Entry], cron_like: list[Entry]
             if entry.kind == parse.JOB and "run-parts" in entry.command and pattern.search(entry.command):
                 return entry
     return None
+
+
+def _runner_schedule(runner: Entry | None) -> str:
+    if runner is None:
+        return ""
+    if runner.origin == parse.ANACRONTAB:
+        return f"{runner.schedule} (anacron)"
+    return runner.schedule
 
 
 _ORDER = {
@@ -344,7 +350,7 @@ def _resolve(root: Path, path: str) -> Path | None:
 def _describe(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return "permission denied"
-    return (exc.strerror or str(exc)).lower() if exc.strerror else str(exc)
+    return exc.strerror.lower() if exc.strerror else str(exc)
 
 
 def _read(root: Path, path: str, out: HostFiles, limit: int = MAX_FILE_BYTES, optional: bool = True) -> None:

@@ -108,6 +108,7 @@ FINDING_CODES: tuple[str, ...] = (
 )
 
 _MAILING_ORIGINS = (parse.CRONTAB, parse.SYSTEM_CRONTAB, parse.ANACRONTAB)
+_CRON_ORIGINS = (parse.CRONTAB, parse.SYSTEM_CRONTAB)
 _EVERY = frozenset({"*", "*/1", "0-59", "0-23", "1-31", "1-12", "0-7", "0-6"})
 
 
@@ -143,17 +144,18 @@ def _own_findings(entry: Entry, host_tz: str | None) -> list[Finding]:
             out.append(Finding(DISABLED, entry.reason or "the timer is not enabled: it does not run"))
         else:
             out.append(Finding(DISABLED, "commented out: it does not run (kept here so it is not forgotten)"))
-    if entry.kind in (parse.JOB, parse.DISABLED):
-        if entry.cron and entry.cron[0] != "@reboot" and _every_minute(entry.cron[0]):
+    if entry.kind == parse.JOB:
+        # systemd never starts a unit that is still active, so only cron piles up copies
+        if entry.origin in _CRON_ORIGINS and entry.cron and _every_minute(entry.cron[0]):
             out.append(
                 Finding(
                     EVERY_MINUTE,
                     "runs every minute; cron starts another copy even while the previous one is still running",
                 )
             )
-        if entry.kind == parse.JOB and entry.user == "root" and not distribution:
+        if entry.user == "root" and not distribution:
             out.append(Finding(RUNS_AS_ROOT, "runs as root; a dedicated user limits what a bad run can break"))
-        if entry.kind == parse.JOB and entry.origin in _MAILING_ORIGINS and entry.command and not distribution:
+        if entry.origin in _MAILING_ORIGINS and entry.command and not distribution:
             message = _output_message(entry)
             if message:
                 out.append(Finding(NO_OUTPUT_REDIRECTION, message))

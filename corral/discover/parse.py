@@ -116,16 +116,19 @@ _FIELDISH = re.compile(
     r"(?:[0-9*?LW#/,\-]|(?i:MON|TUE|WED|THU|FRI|SAT|SUN|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))+\Z"
 )
 _FIELD_MARKS = frozenset("0123456789*?")
+_FIELD_NAME = re.compile(r"(?i:MON|TUE|WED|THU|FRI|SAT|SUN|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)")
 
 
 def _fieldish(token: str, *, as_user: bool = False) -> bool:
-    """True when ``token`` looks like a time field. In the user position a
-    bare name ("mon") may be a real account, so it needs a digit, ``*``,
-    ``?`` or a range/list mark there."""
+    """True when ``token`` looks like a time field: it has a digit, ``*`` or
+    ``?``, or a day or month name. In the user position a bare name ("mon")
+    may be a real account, so there a name needs a range or list mark too."""
     if not _FIELDISH.match(token):
         return False
     if not _FIELD_MARKS.isdisjoint(token):
         return True
+    if _FIELD_NAME.search(token) is None:
+        return False  # "-", "/", "L": not enough to call it a field
     return not as_user or any(mark in token for mark in "-,/")
 
 
@@ -245,11 +248,18 @@ def _parse_job(body: str, system: bool) -> _Job:
         schedule = parts[0]
         cron = _MACROS.get(schedule)
         if cron is None:
+            words = body.split(None, 1)
+            rest_text = words[1] if len(words) > 1 else ""
             if schedule.lower() in _MACROS:
-                return _invalid(schedule, f'"{schedule}": cron macros are lower case; write "{schedule.lower()}"')
-            if schedule == "@every":
-                return _invalid(schedule, '"@every" is Go cron (robfig/cron) syntax; cron does not accept it')
-            return _invalid(schedule, f'"{schedule}" is not a cron macro (@reboot, @hourly, @daily, @weekly, @monthly, @yearly)')
+                reason = f'"{schedule}": cron macros are lower case; write "{schedule.lower()}"'
+            elif schedule == "@every":
+                reason = '"@every" is Go cron (robfig/cron) syntax; cron does not accept it'
+                interval, _, rest_text = rest_text.partition(" ")
+                schedule = f"@every {interval}".strip()
+                rest_text = rest_text.strip()
+            else:
+                reason = f'"{schedule}" is not a cron macro (@reboot, @hourly, @daily, @weekly, @monthly, @yearly)'
+            return _invalid(schedule, reason, command=rest_text)
         rest = parts[1:]
     else:
         parts = body.split(None, 6 if system else 5)
@@ -265,7 +275,8 @@ def _parse_job(body: str, system: bool) -> _Job:
                 if len(parts) > 5 and _fieldish(parts[5].split(None, 1)[0], as_user=system):
                     # "0 30 2 * * * cmd": seconds first, so every field is shifted
                     return _quartz(schedule, parts[5:], system, rejected=True)
-                return _invalid(schedule, reason, command=" ".join(parts[5:]))
+                user, command = _user_and_command(parts[5:], system)
+                return _invalid(schedule, reason, user, command)
         cron = schedule
         rest = parts[5:]
     user = None
@@ -296,15 +307,18 @@ def _parse_job(body: str, system: bool) -> _Job:
 
 def _quartz(schedule: str, rest: list[str], system: bool, rejected: bool = False) -> _Job:
     """A 6- or 7-field expression (seconds first, maybe a year) read as 5 + command."""
-    words = " ".join(rest).split()
-    extra = []
-    for word in words[:2]:
+    remainder = " ".join(rest)
+    extra: list[str] = []
+    while len(extra) < 2 and remainder:
+        word, *after = remainder.split(None, 1)
         if not _fieldish(word):
             break
         extra.append(word)
+        remainder = after[0] if after else ""
+    words = " ".join(rest).split()
     count = 5 + len(extra)
     full = " ".join([schedule, *extra])
-    tail = " ".join(words[len(extra) :])
+    user, tail = _user_and_command([remainder] if remainder else [], system)
     kind = "a Quartz/Spring expression (seconds first" + (", year last)" if count == 7 else ")")
     return _invalid(
         full,
@@ -314,8 +328,20 @@ def _quartz(schedule: str, rest: list[str], system: bool, rejected: bool = False
             if rejected
             else (f'would take "{words[0]}" as the user' if system else f'would run "{" ".join(words)}" as the command')
         ),
+        user=user,
         command=tail,
     )
+
+
+def _user_and_command(rest: list[str], system: bool) -> tuple[str | None, str]:
+    """Best reading of what follows the time fields of a rejected line."""
+    text = " ".join(rest)
+    if not system:
+        return None, text
+    words = text.split(None, 1)
+    if len(words) == 2 and _USER_NAME.match(words[0]):
+        return words[0], words[1]
+    return None, text
 
 
 def split_percent(command: str) -> tuple[str, str | None]:
@@ -422,6 +448,15 @@ def parse_crontab(
                         )
                     )  # fmt: skip
             continue
+        if after_continuation:
+            append(
+                _continuation(
+                    host, user, source, lineno, raw, body, system, after_continuation, env, mailto, tz, origin, notes
+                )
+            )
+            if body.endswith("\\"):
+                continued_from = after_continuation
+            continue
         if first not in _JOB_START:
             assignment = _env_assignment(body)
             if assignment is not None:
@@ -453,14 +488,6 @@ def parse_crontab(
                 entry_user,
                 job.command,
             )
-        elif job.kind == INVALID and after_continuation:
-            job = _invalid(
-                job.schedule,
-                f"continues line {after_continuation}, but cron has no line continuations; "
-                f"read on its own: {job.reason}",
-                entry_user,
-                job.command,
-            )
         command, stdin = split_percent(job.command)
         if job.kind == JOB:
             if tz_env_only:
@@ -476,6 +503,33 @@ def parse_crontab(
             )
         )  # fmt: skip
     return entries
+
+
+def _continuation(
+    host: str,
+    user: str | None,
+    source: str,
+    lineno: int,
+    raw: str,
+    body: str,
+    system: bool,
+    continued: int,
+    env: Mapping[str, str],
+    mailto: str | None,
+    tz: str | None,
+    origin: str,
+    notes: tuple[str, ...],
+) -> Entry:
+    """A line after one ending in a backslash: meant as part of it, read by cron on its own."""
+    if body[0] not in _JOB_START and _env_assignment(body) is not None:
+        alone = "as an environment assignment"
+    else:
+        job = _parse_job(body, system)
+        alone = f"as a job of its own ({job.schedule})" if job.kind == JOB else f"and rejects it: {job.reason}"
+    reason = f"continues line {continued}, but cron has no line continuations; it reads this line {alone}"
+    return Entry(
+        host, user, source, lineno, INVALID, "", body, None, env, mailto, tz, reason, raw, origin, (), _NO_ENV, notes,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------
@@ -536,15 +590,36 @@ def _anacron_job(body: str) -> tuple[str, str, str, str, str, str | None]:
     command = parts[3] if len(parts) > 3 else ""
     if period.startswith("@"):
         if period not in _ANACRON_PERIODS:
-            return INVALID, period, delay, job_id, command, f'"{period}" is not an anacron period (@daily, @weekly, @monthly or a number of days)'
+            return (
+                INVALID,
+                period,
+                delay,
+                job_id,
+                command,
+                f'"{period}" is not an anacron period (@daily, @weekly, @monthly or a number of days)',
+            )
     elif not set(period) <= _ASCII_DIGITS or int(period) < 1:
         return INVALID, period, delay, job_id, command, f'period "{period}" is not a number of days (1 or more)'
     if len(parts) < 4:
-        return INVALID, period, delay, job_id, command, "an anacron line needs a period, a delay, a job id and a command"
+        return (
+            INVALID,
+            period,
+            delay,
+            job_id,
+            command,
+            "an anacron line needs a period, a delay, a job id and a command",
+        )
     if not set(delay) <= _ASCII_DIGITS:
         return INVALID, period, delay, job_id, command, f'delay "{delay}" is not a number of minutes'
     if "/" in job_id:
-        return INVALID, period, delay, job_id, command, f'job id "{job_id}" contains "/"; anacron uses it as a file name'
+        return (
+            INVALID,
+            period,
+            delay,
+            job_id,
+            command,
+            f'job id "{job_id}" contains "/"; anacron uses it as a file name',
+        )
     return JOB, period, delay, job_id, command, None
 
 
@@ -960,7 +1035,18 @@ def parse_list_timers(text: str, *, host: str, source: str = "systemctl list-tim
 # Debian's run-parts runs only names made of letters, digits, '_' and '-'.
 _RUN_PARTS_NAME = re.compile(r"[A-Za-z0-9_\-]+\Z")
 # cronie's run-parts skips editor and package-manager leftovers.
-_RUN_PARTS_JUNK = ("~", ",", ".rpmsave", ".rpmorig", ".rpmnew", ".swp", ".cfsaved", ".dpkg-old", ".dpkg-dist", ".dpkg-new")
+_RUN_PARTS_JUNK = (
+    "~",
+    ",",
+    ".rpmsave",
+    ".rpmorig",
+    ".rpmnew",
+    ".swp",
+    ".cfsaved",
+    ".dpkg-old",
+    ".dpkg-dist",
+    ".dpkg-new",
+)
 
 
 def parse_run_parts(
@@ -1139,7 +1225,9 @@ def next_run(entry: Entry, after: datetime, host_tz: str | None = None) -> datet
     return best
 
 
-def fire_times(entry: Entry, after: datetime, until: datetime, host_tz: str | None = None, limit: int = 2000) -> list[datetime]:
+def fire_times(
+    entry: Entry, after: datetime, until: datetime, host_tz: str | None = None, limit: int = 2000
+) -> list[datetime]:
     """Fire times of a cron-style entry in ``(after, until]``, at most ``limit``."""
     if entry.kind != JOB or not entry.cron or "@reboot" in entry.cron:
         return []
@@ -1197,6 +1285,7 @@ def _list_timers_next(text: str, after: datetime, host_tz: str | None) -> dateti
 # runtime guess
 
 RUNTIMES: tuple[str, ...] = ("python", "php", "go-or-binary", "shell", "java", "node", "ruby", "perl")
+_LANGUAGES = ("python", "php", "java", "node", "ruby", "perl")
 
 # Wrappers that run another program, and their options that take a value.
 _WRAPPERS: dict[str, frozenset[str]] = {
@@ -1240,7 +1329,7 @@ _SHELL_TOOLS = frozenset(
     touch chmod chown ln ls du df tee logger mail mailx sendmail test xargs kill pkill killall systemctl
     service docker docker-compose podman kubectl git make ntpdate certbot truncate split sort uniq cut head
     tail wc date sleep true false savelog ps free uptime sync fstrim mount umount tmpwatch tmpreaper
-    aws gsutil rclone s3cmd""".split()
+    aws gsutil rclone s3cmd pgrep pidof invoke-rc.d command supervisorctl""".split()
 )
 _EXTENSIONS = {
     ".py": "python",
@@ -1286,7 +1375,12 @@ def guess_runtime(command: str, shebang: str | None = None) -> str:
     return _guess(command, 0)
 
 
+_SUBSTITUTION = re.compile(r"\$\([^()]*\)|`[^`]*`")
+
+
 def _tokens(command: str) -> list[str]:
+    # $(date +%F) and `hostname` only feed arguments; keep them out of the way
+    command = _SUBSTITUTION.sub("_", command)
     lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     try:
@@ -1319,10 +1413,13 @@ def _guess(command: str, depth: int) -> str:
         if words:
             words_list.append(words)
     useful = [words for words in words_list if words[0] not in _SKIP_SEGMENT]
-    for words in useful or words_list:
-        runtime = _guess_words(words, depth)
-        if runtime:
-            return runtime
+    # "pgrep -f x || php artisan queue:work": the language run anywhere in
+    # the line says more than the guard in front of it.
+    guesses = [runtime for runtime in (_guess_words(words, depth) for words in useful or words_list) if runtime]
+    for preferred in (_LANGUAGES, ("go-or-binary",), ("shell",)):
+        for runtime in guesses:
+            if runtime in preferred:
+                return runtime
     return ""
 
 

@@ -314,6 +314,18 @@ def test_stop_records_why_and_terminates_the_group(runs: Runs) -> None:
     assert runs.supervisor.stop(999_999, "cancel") is False
 
 
+def test_a_stop_right_after_launch_still_reaches_the_job(runs: Runs) -> None:
+    # The job may not exist yet, or sit between fork and exec with the
+    # wrapper's trap as its TERM handler: the stop must still reach it.
+    ids = []
+    for i in range(30):
+        ids.append(runs.start(("sleep", "300")).run_id)
+        time.sleep(0.0005 * (i % 6))
+        assert runs.supervisor.stop(ids[-1], "cancel", grace=20.0)
+    outcomes = [runs.outcome(run_id) for run_id in ids]
+    assert {(o.stopped_by, o.signal) for o in outcomes} == {("cancel", signal.SIGTERM)}
+
+
 def test_a_normal_exit_does_not_leave_background_children_behind(runs: Runs, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     started = runs.sh(f"sleep 300 & echo $! > {pids}; exit 0")

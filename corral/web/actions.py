@@ -1,0 +1,53 @@
+"""What the buttons and the API's POSTs do, in one place for both.
+
+Each action changes the store through its named functions, then wakes a
+running ``corral up`` so it acts at once instead of at its next poll. (The
+audit log of who did what will be written here.)
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from corral.engine import notify_running_engines
+from corral.spec import JobSpec
+from corral.store import Store
+from corral.store import tables as t
+from corral.store.queries import Run
+from corral.web.auth import Principal
+
+log = logging.getLogger("corral.web")
+
+
+def _wake(store: Store) -> None:
+    try:
+        notify_running_engines(store)
+    except Exception:  # noqa: BLE001 - the change is stored; the engine also polls
+        log.warning("could not wake the running corral; it will notice within its poll interval", exc_info=True)
+
+
+def trigger(store: Store, job: JobSpec, by: Principal, now: datetime) -> Run:
+    """A manual run of ``job``, waiting for the engine to apply its overlap policy."""
+    run_id = store.create_run(
+        job=job.name, state=t.PENDING, trigger="manual", scheduled_for=now, now=now, admitted=False
+    )
+    if run_id is None:  # only slot runs can collide; a manual one always inserts
+        raise RuntimeError(f"the store did not record a manual run of {job.name}")
+    log.info("%s triggered run %s of %s", by.name, run_id, job.name)
+    _wake(store)
+    return store.get_run(run_id)
+
+
+def cancel(store: Store, run_id: int, by: Principal, now: datetime) -> Run:
+    """Cancel a waiting run, or ask the node running it to stop it."""
+    run = store.request_stop(run_id, "cancel", now=now)
+    log.info("%s cancelled run %s of %s (%s)", by.name, run.id, run.job, run.state)
+    _wake(store)
+    return run
+
+
+def set_paused(store: Store, job: JobSpec, paused: bool, by: Principal, now: datetime) -> None:
+    store.set_paused(job.name, paused, now=now, by=by.name)
+    log.info("%s %s %s", by.name, "paused" if paused else "resumed", job.name)
+    _wake(store)

@@ -1,0 +1,219 @@
+"""The JSON API under ``/api`` (described by ``/api/openapi.json``).
+
+Handlers are plain functions run in a worker thread (the store is
+synchronous). Bad input raises :mod:`corral.web.problems` errors or the
+store's ``NotFound``/``Conflict``; the app turns them into ``{"error": ...}``
+with the matching status.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from corral import errors
+from corral.config import NAME_PATTERN
+from corral.store import tables as t
+from corral.store.queries import Run
+from corral.web import actions, inputs, openapi, problems, security, views
+from corral.web.auth import Principal
+from corral.web.state import web_of
+from corral.worker import log_path_for
+
+RUNS_MAX_LIMIT = 1000
+LOG_DEFAULT_LIMIT = 64 * 1024
+LOG_MAX_LIMIT = 1024 * 1024
+FORECAST_MAX_DAYS = 31.0
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def _only(request: Request, allowed: Iterable[str]) -> Mapping[str, str]:
+    """The query parameters, refusing any the endpoint does not know (a typo
+    like ``?stat=failed`` would otherwise be silently ignored)."""
+    known = tuple(allowed)
+    for key in request.query_params.keys():
+        if key not in known:
+            accepted = ", ".join(known) if known else "none"
+            raise problems.BadRequest(f"unknown query parameter {key!r}; accepted: {accepted}")
+    return request.query_params
+
+
+def _run_id(request: Request) -> int:
+    return inputs.run_id(request.path_params["id"])
+
+
+def log_file(request: Request, run: Run) -> Path:
+    """Where ``run``'s output is (recorded path, else where the worker would put it)."""
+    if run.log_path:
+        return Path(run.log_path)
+    settings = web_of(request).jobfile.current().config.settings
+    return log_path_for(settings, run.job, run.id)
+
+
+# -- health and description ------------------------------------------------------
+
+
+def healthz(request: Request) -> Response:
+    web = web_of(request)
+    snap = web.jobfile.current()
+    try:
+        engines = len(web.store.live_nodes())
+    except errors.StoreError:
+        return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
+    return JSONResponse(
+        {
+            "status": "ok",
+            "store": "ok",
+            "jobs": len(snap.config.jobs),
+            "config_ok": snap.error is None,
+            "engines": engines,
+        }
+    )
+
+
+def openapi_doc(request: Request) -> Response:
+    _only(request, ())
+    return JSONResponse(openapi.document())
+
+
+# -- jobs ----------------------------------------------------------------------------
+
+
+def jobs(request: Request) -> Response:
+    query = _only(request, ("q",))
+    web = web_of(request)
+    now = web.clock.now()
+    snap = web.jobfile.current()
+    rows = views.job_rows(snap.config, web.store, now, query=query.get("q", ""))
+    return JSONResponse({"jobs": [r.as_dict() for r in rows], "config_error": snap.error, "now": now.isoformat()})
+
+
+def job(request: Request) -> Response:
+    _only(request, ())
+    web = web_of(request)
+    now = web.clock.now()
+    snap = web.jobfile.current()
+    spec = views.find_job(snap.config, request.path_params["name"])
+    detail = views.job_detail(snap.config, web.store, spec, now)
+    recent = web.store.list_runs(job=spec.name, limit=20)
+    data = detail.as_dict(recent)
+    data["config_error"] = snap.error
+    return JSONResponse(data)
+
+
+def job_forecast(request: Request) -> Response:
+    query = _only(request, ("days", "duration"))
+    web = web_of(request)
+    now = web.clock.now()
+    spec = views.find_job(web.jobfile.current().config, request.path_params["name"])
+    days = inputs.number(query, "days", 7.0, 0.01, FORECAST_MAX_DAYS)
+    duration = inputs.duration(query, "duration", low=timedelta(seconds=1), high=timedelta(days=31))
+    view = views.forecast_for(spec, views.duration_stats(web.store, spec.name), now, days=days, duration=duration)
+    return JSONResponse(view.as_dict())
+
+
+def trigger(request: Request) -> Response:
+    _only(request, ())
+    web = web_of(request)
+    spec = views.find_job(web.jobfile.current().config, request.path_params["name"])
+    body = inputs.json_object(security.body_of(request.scope), allowed=("params",))
+    if body.get("params"):
+        raise problems.BadRequest(
+            "job parameters are not supported yet (a job file cannot declare them); send {} to start the job as written"
+        )
+    run = actions.trigger(web.store, spec, _principal(request), web.clock.now())
+    return JSONResponse(run.as_dict(), status_code=201, headers={"Location": f"/api/runs/{run.id}"})
+
+
+def pause(request: Request) -> Response:
+    return _set_paused(request, True)
+
+
+def resume(request: Request) -> Response:
+    return _set_paused(request, False)
+
+
+def _set_paused(request: Request, paused: bool) -> Response:
+    _only(request, ())
+    web = web_of(request)
+    spec = views.find_job(web.jobfile.current().config, request.path_params["name"])
+    inputs.json_object(security.body_of(request.scope))
+    actions.set_paused(web.store, spec, paused, _principal(request), web.clock.now())
+    state = web.store.job_states().get(spec.name, {})
+    paused_at = state.get("paused_at")
+    return JSONResponse(
+        {
+            "job": spec.name,
+            "paused": bool(state.get("paused")),
+            "paused_at": paused_at.isoformat() if paused_at else None,
+            "paused_by": state.get("paused_by"),
+        }
+    )
+
+
+def _principal(request: Request) -> Principal:
+    principal = security.principal_of(request.scope)
+    if principal is None:
+        raise problems.Unauthorized()
+    return principal
+
+
+# -- runs --------------------------------------------------------------------------
+
+
+def runs(request: Request) -> Response:
+    query = _only(request, ("job", "state", "limit", "before", "since", "until"))
+    web = web_of(request)
+    job_name = query.get("job") or None
+    if job_name is not None and not _NAME_RE.match(job_name):
+        raise problems.BadRequest(
+            f"job={job_name[:80]!r} is not a job name; names are lower-case letters, digits and . _ - like nightly-batch"
+        )
+    states = inputs.choices(request.query_params.getlist("state"), "state", t.ALL_STATES)
+    limit = inputs.integer(query, "limit", 50, 1, RUNS_MAX_LIMIT) or 50
+    before = inputs.integer(query, "before", None, 1, inputs.MAX_ID)
+    since = inputs.instant(query, "since")
+    until = inputs.instant(query, "until")
+    if since is not None and until is not None and since > until:
+        raise problems.BadRequest("since is after until; swap them")
+    found = web.store.list_runs(
+        job=job_name, states=states or None, limit=limit + 1, before_id=before, since=since, until=until
+    )
+    page = found[:limit]
+    if job_name is not None and not page and before is None:
+        cfg = web.jobfile.current().config
+        if job_name not in cfg.jobs and not web.store.list_runs(job=job_name, limit=1):
+            views.find_job(cfg, job_name)  # 404 with a did-you-mean: probably a typo
+    return JSONResponse(
+        {"runs": [r.as_dict() for r in page], "next_before": page[-1].id if len(found) > limit else None}
+    )
+
+
+def run(request: Request) -> Response:
+    _only(request, ())
+    return JSONResponse(web_of(request).store.get_run(_run_id(request)).as_dict())
+
+
+def run_log(request: Request) -> Response:
+    query = _only(request, ("offset", "limit"))
+    web = web_of(request)
+    found = web.store.get_run(_run_id(request))
+    offset = inputs.integer(query, "offset", 0, 0, inputs.MAX_ID) or 0
+    limit = inputs.integer(query, "limit", LOG_DEFAULT_LIMIT, 1, LOG_MAX_LIMIT) or LOG_DEFAULT_LIMIT
+    chunk = views.read_log(log_file(request, found), offset, limit)
+    data = chunk.as_dict()
+    data.update({"run": found.id, "state": found.state, "active": found.active})
+    return JSONResponse(data)
+
+
+def cancel(request: Request) -> Response:
+    _only(request, ())
+    web = web_of(request)
+    run_id = _run_id(request)
+    inputs.json_object(security.body_of(request.scope))
+    return JSONResponse(actions.cancel(web.store, run_id, _principal(request), web.clock.now()).as_dict())

@@ -1,0 +1,248 @@
+"""Server-rendered pages. Everything is readable without JavaScript; the one
+script (``static/corral.js``) only tails the log of an active run and asks
+before cancelling.
+
+Buttons are forms that POST with the CSRF token and come back here with a
+303 redirect to the page they were on (``next``), plus a notice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from corral import errors
+from corral.store import Store
+from corral.web import actions, api, charts, inputs, security, views
+from corral.web.jobfile import Snapshot
+from corral.web.state import web_of
+
+LOG_PAGE_BYTES = 256 * 1024
+"""How much of a log the run page shows (the tail); the rest is one click away."""
+HISTORY_PAGE = 50
+FORECAST_ROWS = 48
+STALE_HEARTBEAT = timedelta(seconds=90)
+"""Three missed heartbeats (``corral up`` beats every 30 s): probably dead."""
+
+NOTICES = {
+    "triggered": "Run {run} triggered; it starts as soon as the job's overlap policy allows.",
+    "cancelled": "Run {run} cancelled.",
+    "stopping": "Run {run} is being stopped (TERM, then KILL after the job's kill_grace).",
+    "paused": "Job paused: its slots are recorded as skipped (reason paused) until it is resumed.",
+    "resumed": "Job resumed.",
+}
+
+
+def _notice(request: Request) -> str | None:
+    template = NOTICES.get(request.query_params.get("notice", ""))
+    if template is None:
+        return None
+    run = request.query_params.get("run", "")
+    return template.format(run=run if run.isdigit() and len(run) < 20 else "?")
+
+
+def engine_status(store: Store, now: datetime) -> dict[str, Any]:
+    """Is a ``corral up`` working on this store? (Triggered runs wait for one.)"""
+    nodes = store.live_nodes()
+    if not nodes:
+        return {"ok": False, "text": "No corral up is running on this store: triggered runs wait until one starts."}
+    node = nodes[0]
+    age = now - node["heartbeat_at"]
+    where = f"{node['hostname']} (pid {node['pid']})"
+    if age > STALE_HEARTBEAT:
+        return {
+            "ok": False,
+            "text": f"corral up on {where} last reported {views.relative(node['heartbeat_at'], now)}; it may have stopped.",
+        }
+    more = f" and {len(nodes) - 1} more" if len(nodes) > 1 else ""
+    return {"ok": True, "text": f"corral up running on {where}{more}."}
+
+
+def render(request: Request, snap: Snapshot, template: str, context: dict[str, Any], status: int = 200) -> Response:
+    web = web_of(request)
+    now = context.get("now") or web.clock.now()
+    base = {
+        "now": now,
+        "csrf": security.csrf_token_of(request.scope),
+        "principal": security.principal_of(request.scope),
+        "banner": snap.error,
+        "notice": _notice(request),
+        "engine": engine_status(web.store, now),
+        "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        "settings": snap.config.settings,
+    }
+    base.update(context)
+    return web.templates.TemplateResponse(request, template, base, status_code=status)
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def jobs(request: Request) -> Response:
+    web = web_of(request)
+    now = web.clock.now()
+    snap = web.jobfile.current()
+    query = request.query_params.get("q", "")[:200]
+    rows = views.job_rows(snap.config, web.store, now, query=query)
+    return render(request, snap, "jobs.html", {"now": now, "rows": rows, "query": query, "total": len(snap.config.jobs)})
+
+
+def job(request: Request) -> Response:
+    web = web_of(request)
+    now = web.clock.now()
+    snap = web.jobfile.current()
+    spec = views.find_job(snap.config, request.path_params["name"])
+    before = inputs.integer(request.query_params, "before", None, 1, inputs.MAX_ID)
+    detail = views.job_detail(snap.config, web.store, spec, now)
+    found = web.store.list_runs(job=spec.name, limit=HISTORY_PAGE + 1, before_id=before)
+    history = found[:HISTORY_PAGE]
+    stats = detail.stats
+    chart = charts.duration_chart(
+        views.duration_samples(web.store, spec),
+        p50=stats.p50,
+        p95=stats.p95,
+        interval=detail.interval.total_seconds() if detail.interval else None,
+    )
+    outlook = views.forecast_for(spec, stats, now, days=7, duration=None)
+    return render(
+        request,
+        snap,
+        "job.html",
+        {
+            "now": now,
+            "job": spec,
+            "detail": detail,
+            "row": detail.row,
+            "history": history,
+            "next_before": history[-1].id if len(found) > HISTORY_PAGE else None,
+            "before": before,
+            "chart": chart,
+            "outlook": outlook,
+            "outlook_chart": views.forecast_chart(outlook, spec.timezone, "forecast"),
+            "outlook_rows": outlook.forecast.slots[:FORECAST_ROWS],
+        },
+    )
+
+
+def run(request: Request) -> Response:
+    web = web_of(request)
+    now = web.clock.now()
+    snap = web.jobfile.current()
+    found = web.store.get_run(inputs.run_id(request.path_params["id"]))
+    spec = snap.config.jobs.get(found.job)
+    zone = spec.timezone if spec is not None else snap.config.settings.timezone
+    path = api.log_file(request, found)
+    size = path.stat().st_size if path.is_file() else 0
+    start = views.log_tail_start(size, path, LOG_PAGE_BYTES)
+    log = views.read_log(path, start, max(1, size - start))
+    elapsed = None
+    if found.started_at is not None:
+        elapsed = ((found.ended_at or now) - found.started_at).total_seconds()
+    return render(
+        request,
+        snap,
+        "run.html",
+        {
+            "now": now,
+            "run": found,
+            "job": spec,
+            "zone": zone,
+            "log": log,
+            "log_skipped": start,
+            "elapsed": elapsed,
+        },
+    )
+
+
+def run_log(request: Request) -> Response:
+    """The whole log as plain text (never rendered as HTML: nosniff + text/plain)."""
+    web = web_of(request)
+    found = web.store.get_run(inputs.run_id(request.path_params["id"]))
+    path = api.log_file(request, found)
+    if not path.is_file():
+        raise errors.NotFound(f"run {found.id} of {found.job} has no log ({found.state})")
+    return FileResponse(path, media_type="text/plain; charset=utf-8", content_disposition_type="inline")
+
+
+def timeline(request: Request) -> Response:
+    web = web_of(request)
+    now = web.clock.now()
+    snap = web.jobfile.current()
+    query = request.query_params
+    span = inputs.duration(query, "range", low=timedelta(hours=1), high=timedelta(days=14), default=timedelta(hours=24))
+    zone = inputs.zone(query, "tz", snap.config.settings.timezone)
+    assert span is not None
+    view = views.timeline(snap.config, web.store, now, span=span, zone=zone)
+    return render(
+        request,
+        snap,
+        "timeline.html",
+        {"now": now, "tl": view, "range": query.get("range") or "24h", "zone": zone},
+    )
+
+
+# -- acting --------------------------------------------------------------------------
+
+
+def _form(request: Request) -> dict[str, str]:
+    fields = parse_qs(security.body_of(request.scope).decode("utf-8", errors="replace"), max_num_fields=50)
+    return {key: values[0] for key, values in fields.items() if values}
+
+
+def _back(request: Request, default: str, **notice: str | int) -> Response:
+    """303 to the form's ``next`` (a path on this site only), with a notice."""
+    target = _form(request).get("next", "")
+    parts = urlsplit(target)
+    local = (
+        target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and not parts.scheme
+        and not parts.netloc
+        and not any(c in target for c in "\r\n\\")
+    )
+    path = parts.path if local else default
+    kept = [(k, v) for k, v in parse_qs(parts.query).items() if k not in ("notice", "run")] if local else []
+    query = [(k, x) for k, values in kept for x in values] + [(k, str(v)) for k, v in notice.items()]
+    return RedirectResponse(f"{path}?{urlencode(query)}", status_code=303)
+
+
+def trigger(request: Request) -> Response:
+    web = web_of(request)
+    spec = views.find_job(web.jobfile.current().config, request.path_params["name"])
+    principal = security.principal_of(request.scope)
+    if principal is None:  # the route's role check already refused anonymous requests
+        raise errors.CorralError("no principal")
+    created = actions.trigger(web.store, spec, principal, web.clock.now())
+    return _back(request, f"/jobs/{spec.name}", notice="triggered", run=created.id)
+
+
+def pause(request: Request) -> Response:
+    return _set_paused(request, True)
+
+
+def resume(request: Request) -> Response:
+    return _set_paused(request, False)
+
+
+def _set_paused(request: Request, paused: bool) -> Response:
+    web = web_of(request)
+    spec = views.find_job(web.jobfile.current().config, request.path_params["name"])
+    principal = security.principal_of(request.scope)
+    if principal is None:
+        raise errors.CorralError("no principal")
+    actions.set_paused(web.store, spec, paused, principal, web.clock.now())
+    return _back(request, f"/jobs/{spec.name}", notice="paused" if paused else "resumed")
+
+
+def cancel(request: Request) -> Response:
+    web = web_of(request)
+    principal = security.principal_of(request.scope)
+    if principal is None:
+        raise errors.CorralError("no principal")
+    stopped = actions.cancel(web.store, inputs.run_id(request.path_params["id"]), principal, web.clock.now())
+    code = "cancelled" if stopped.state == "cancelled" else "stopping"
+    return _back(request, f"/runs/{stopped.id}", notice=code, run=stopped.id)
