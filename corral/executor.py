@@ -644,6 +644,31 @@ def kill_tree(pid: int, pgid: int, start_time: float, grace: float) -> None:
             os.close(fd)
 
 
+def kill_marked(markers: Mapping[str, str], grace: float) -> int:
+    """Stop every process whose environment holds all of ``markers`` (``NAME=value``).
+
+    For recovery of a run that was claimed and spawned but whose pid never
+    reached the store: its processes still carry the run's environment.
+    Returns how many matching processes were found.
+    """
+    wanted = {f"{k}={v}".encode() for k, v in markers.items()}
+    found = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid == os.getpid() or not wanted <= _read_environ(pid):
+            continue
+        try:
+            proc = psutil.Process(pid)
+            start, pgid = proc.create_time(), os.getpgid(pid)
+        except (psutil.Error, OSError):
+            continue
+        found += 1
+        kill_tree(pid, pgid, start, grace)
+    return found
+
+
 # --------------------------------------------------------------------------
 # The supervisor
 # --------------------------------------------------------------------------

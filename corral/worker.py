@@ -178,6 +178,7 @@ class Worker:
             CORRAL_ATTEMPT=str(run.attempt),
             CORRAL_SCHEDULED_FOR=run.scheduled_for.isoformat(),
             CORRAL_TRIGGER=run.trigger,
+            CORRAL_NODE=self.node,
         )
         launch = executor.Launch(
             run_id=run.id,
@@ -351,7 +352,10 @@ class Worker:
                 continue
             if run.pid is None:
                 # Claimed but the pid was never written: find the process by its run id.
-                executor.kill_run_processes(run.id, grace=job.kill_grace.total_seconds() if job else 5.0)
+                executor.kill_marked(
+                    {"CORRAL_RUN_ID": str(run.id), "CORRAL_NODE": run.node or ""},
+                    grace=job.kill_grace.total_seconds() if job else 5.0,
+                )
             self.store.transition(
                 run.id,
                 t.LOST,

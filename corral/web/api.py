@@ -157,10 +157,7 @@ def _set_paused(request: Request, paused: bool) -> Response:
 
 
 def _principal(request: Request) -> Principal:
-    principal = security.principal_of(request.scope)
-    if principal is None:
-        raise problems.Unauthorized()
-    return principal
+    return security.require_principal(request.scope)
 
 
 # -- runs --------------------------------------------------------------------------

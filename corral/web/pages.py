@@ -173,9 +173,9 @@ def timeline(request: Request) -> Response:
     now = web.clock.now()
     snap = web.jobfile.current()
     query = request.query_params
-    span = inputs.duration(query, "range", low=timedelta(hours=1), high=timedelta(days=14), default=timedelta(hours=24))
+    day = timedelta(hours=24)
+    span = inputs.duration(query, "range", low=timedelta(hours=1), high=timedelta(days=14), default=day) or day
     zone = inputs.zone(query, "tz", snap.config.settings.timezone)
-    assert span is not None
     view = views.timeline(snap.config, web.store, now, span=span, zone=zone)
     return render(
         request,
@@ -213,10 +213,7 @@ def _back(request: Request, default: str, **notice: str | int) -> Response:
 def trigger(request: Request) -> Response:
     web = web_of(request)
     spec = views.find_job(web.jobfile.current().config, request.path_params["name"])
-    principal = security.principal_of(request.scope)
-    if principal is None:  # the route's role check already refused anonymous requests
-        raise errors.CorralError("no principal")
-    created = actions.trigger(web.store, spec, principal, web.clock.now())
+    created = actions.trigger(web.store, spec, security.require_principal(request.scope), web.clock.now())
     return _back(request, f"/jobs/{spec.name}", notice="triggered", run=created.id)
 
 
@@ -231,18 +228,13 @@ def resume(request: Request) -> Response:
 def _set_paused(request: Request, paused: bool) -> Response:
     web = web_of(request)
     spec = views.find_job(web.jobfile.current().config, request.path_params["name"])
-    principal = security.principal_of(request.scope)
-    if principal is None:
-        raise errors.CorralError("no principal")
-    actions.set_paused(web.store, spec, paused, principal, web.clock.now())
+    actions.set_paused(web.store, spec, paused, security.require_principal(request.scope), web.clock.now())
     return _back(request, f"/jobs/{spec.name}", notice="paused" if paused else "resumed")
 
 
 def cancel(request: Request) -> Response:
     web = web_of(request)
-    principal = security.principal_of(request.scope)
-    if principal is None:
-        raise errors.CorralError("no principal")
+    principal = security.require_principal(request.scope)
     stopped = actions.cancel(web.store, inputs.run_id(request.path_params["id"]), principal, web.clock.now())
     code = "cancelled" if stopped.state == "cancelled" else "stopping"
     return _back(request, f"/runs/{stopped.id}", notice=code, run=stopped.id)

@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral import errors
 from corral.web import auth as auth_mod
+from corral.web import problems
 
 log = logging.getLogger("corral.web")
 
@@ -156,6 +157,14 @@ class CsrfTokens:
 
 def principal_of(scope: Scope) -> auth_mod.Principal | None:
     return scope.get("corral.principal")
+
+
+def require_principal(scope: Scope) -> auth_mod.Principal:
+    """The principal of a request that must have one (401 otherwise)."""
+    principal = principal_of(scope)
+    if principal is None:
+        raise problems.Unauthorized()
+    return principal
 
 
 def csrf_token_of(scope: Scope) -> str:

@@ -74,7 +74,8 @@ def test_every_slot_has_exactly_one_record(recorded: dict[str, list[Run]]) -> No
     for job in ("skip", "queue-one", "queue-all", "replace", "allow"):
         slots = [r.scheduled_for for r in recorded[job]]
         assert len(slots) == len(set(slots)) >= 5, job
-        assert all(r.state in t.FINAL_STATES for r in recorded[job]), [(r.id, r.state) for r in recorded[job]]
+        # After the drain nothing is running; runs still waiting stay for the next start.
+        assert not [r for r in recorded[job] if r.state == t.RUNNING], job
 
 
 def test_skip_never_overlaps_and_records_each_skip_with_its_reason(recorded: dict[str, list[Run]]) -> None:
