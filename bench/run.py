@@ -103,11 +103,11 @@ def corral_burst(n: int, tmp: Path) -> list[float]:
 
         def started() -> bool:
             runs = store.list_runs(limit=n + 10)  # type: ignore[union-attr]
-            return sum(1 for r in runs if r.started_at is not None) >= n
+            return sum(1 for r in runs if r.pid is not None) >= n
 
         if not wait_until(started, 60):
             raise SystemExit(f"burst: not all {n} runs started; see {tmp / 'burst.log'}")
-        runs = [r for r in store.list_runs(limit=n + 10) if r.started_at]
+        runs = [r for r in store.list_runs(limit=n + 10) if r.pid is not None]
         return [(r.started_at - r.scheduled_for).total_seconds() for r in runs]  # type: ignore[operator]
     finally:
         stop_up(proc)

@@ -29,9 +29,9 @@ log = logging.getLogger("corral.engine")
 
 RELOAD_CHECK = 2.0
 """Seconds between checks of the job file's modification time."""
-STORE_POLL = 10.0
+STORE_POLL = 15.0
 """Seconds between looks at the store for work that arrived without a wake-up."""
-HEARTBEAT = 30.0
+HEARTBEAT = 60.0
 
 
 class Engine:
@@ -53,6 +53,9 @@ class Engine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._external = threading.Event()
+        self._next_poll = 0.0
+        self._next_start: datetime | None = None
         self.supervisor = executor.Supervisor(on_exit=self._on_exit)
         self.scheduler = Scheduler(store, cfg.jobs)
         self.worker = Worker(store, self.supervisor, cfg.settings, cfg.jobs, node=self.node)
@@ -66,6 +69,8 @@ class Engine:
         self._wake.set()
 
     def wake(self) -> None:
+        """Something changed in the store (a CLI command): look at it now."""
+        self._external.set()
         self._wake.set()
 
     def request_stop(self) -> None:
@@ -103,38 +108,62 @@ class Engine:
         )
 
     def step(self) -> float:
-        """Do everything that is due now; return how long to sleep (seconds)."""
+        """Do everything that is due now; return how long to sleep (seconds).
+
+        Store queries are made only when something may have changed: a process
+        ended, a CLI command woke us, slots were created, a retry's delay ran
+        out, or the periodic store poll (for changes made from other machines)."""
         now = self.clock.now()
-        self._drain_outcomes(now)
+        dirty = self._drain_outcomes(now)
         if self._reload.is_set() or self._mtime() != self._config_mtime:
             self._reload.clear()
             self.reload()
+            dirty = True
             now = self.clock.now()
+        if self._external.is_set():
+            self._external.clear()
+            dirty = True
+        mono = time.monotonic()
+        if mono >= self._next_poll:
+            self._next_poll = mono + STORE_POLL
+            dirty = True
+        if self._next_start is not None and now >= self._next_start:
+            dirty = True
         for job in self.worker.finished_jobs:
             self.scheduler.forget_due(job)
         self.worker.finished_jobs.clear()
-        self.worker.apply_stop_requests(now)
-        self.worker.admit_new(now)
-        next_slot = self.scheduler.enqueue_due(now) if not self._stop.is_set() else None
-        next_start = self.worker.dispatch(now)
-        wake_at = [w for w in (next_slot, next_start) if w is not None]
-        sleep = STORE_POLL
+        if dirty:
+            self.worker.apply_stop_requests(now)
+            self.worker.admit_new(now)
+        next_slot = None
+        if not self._stop.is_set():
+            before = self.scheduler.created
+            next_slot = self.scheduler.enqueue_due(now)
+            dirty = dirty or self.scheduler.created != before
+        if dirty:
+            self._next_start = self.worker.dispatch(now)
+        wake_at = [w for w in (next_slot, self._next_start) if w is not None]
+        sleep = max(0.0, self._next_poll - time.monotonic())
         if wake_at:
             sleep = min(sleep, max(0.0, (min(wake_at) - self.clock.now()).total_seconds()))
         return min(sleep, RELOAD_CHECK)
 
-    def _drain_outcomes(self, now: datetime) -> None:
+    def _drain_outcomes(self, now: datetime) -> bool:
+        batch: list[executor.Outcome] = []
         while True:
             try:
-                outcome = self._outcomes.get_nowait()
+                batch.append(self._outcomes.get_nowait())
             except queue.Empty:
-                return
-            try:
-                self.worker.record(outcome, now)
-            except errors.CorralError as exc:  # pragma: no cover - store trouble is logged, the loop goes on
-                log.error("could not record the end of run %s: %s", outcome.run_id, exc)
+                break
+        if not batch:
+            return False
+        try:
+            self.worker.record_many(batch, now)
+        except errors.CorralError as exc:  # store trouble: keep them and try again on the next step
+            log.error("could not record the end of %d run(s): %s", len(batch), exc)
+            for outcome in batch:
                 self._outcomes.put(outcome)
-                return
+        return True
 
     def run_forever(self) -> None:
         self.start()
@@ -171,6 +200,7 @@ class Engine:
         deadline = time.monotonic() + drain
         while self.supervisor.running() and time.monotonic() < deadline:
             self._drain_outcomes(self.clock.now())
+            self.worker.apply_stop_requests(self.clock.now())
             self._wake.wait(min(0.5, max(0.0, deadline - time.monotonic())))
             self._wake.clear()
         for run_id in self.supervisor.running():

@@ -38,15 +38,19 @@ class Scheduler:
         self._next_due: dict[str, datetime | None] = {}
         self._cursors: dict[str, datetime | None] = {}
         self._loaded = False
+        self._min_due: object = _UNKNOWN
+        self.created = 0
+        """Run records created so far (the engine dispatches when this grows)."""
 
     def set_jobs(self, jobs: Mapping[str, JobSpec]) -> None:
         """New job definitions (live reload). Cursors are kept."""
         self.jobs = dict(jobs)
         self._next_due.clear()
+        self._min_due = _UNKNOWN
 
     def forget_due(self, job: str) -> None:
         """Recompute the job's next slot on the next step (a run of it ended)."""
-        self._next_due.pop(job, None)
+        self._forget(job)
 
     # -- the step ---------------------------------------------------------------
 
@@ -58,21 +62,28 @@ class Scheduler:
             for job, row in self.store.job_states().items():
                 self._cursors[job] = row.get("cursor")
             self._loaded = True
-        states = self.store.job_states()
-        active_by_job: dict[str, list[Run]] | None = None
-        creates: list[dict[str, Any]] = []
-        stops: list[int] = []
-        new_cursors: dict[str, datetime] = {}
+        due_jobs = []
         for name, job in self.jobs.items():
             if not job.enabled or job.manual_only:
                 continue
             due = self._due_of(name, job, now)
-            if due is not None and due > now:
-                continue
-            if active_by_job is None:
-                active_by_job = defaultdict(list)
-                for run in self.store.active_runs():
-                    active_by_job[run.job].append(run)
+            if due is not None and due <= now:
+                due_jobs.append(job)
+        if not due_jobs:
+            return self.next_wake(now)
+        states = self.store.job_states()
+        active_by_job: dict[str, list[Run]] = defaultdict(list)
+        if len(due_jobs) > 20:
+            for run in self.store.active_runs():
+                active_by_job[run.job].append(run)
+        else:
+            for job in due_jobs:
+                active_by_job[job.name] = self.store.active_runs(job.name)
+        creates: list[dict[str, Any]] = []
+        stops: list[int] = []
+        new_cursors: dict[str, datetime] = {}
+        for job in due_jobs:
+            name = job.name
             cursor = self._cursors.get(name)
             paused = bool(states.get(name, {}).get("paused"))
             slots, more = self._slots(job, cursor, now)
@@ -81,24 +92,30 @@ class Scheduler:
             stops.extend(victims)
             new_cursors[name] = now
             self._cursors[name] = now
-            self._next_due.pop(name, None)
+            self._forget(name)
         if creates:
             self.store.create_runs(creates, now=now)
-        if new_cursors:
-            self.store.set_cursors(new_cursors, now=now)
+            self.created += len(creates)
+        self.store.set_cursors(new_cursors, now=now)
         for victim in stops:
             self.store.request_stop(victim, "replaced", now=now)
         return self.next_wake(now)
 
     def next_wake(self, now: datetime) -> datetime | None:
-        best: datetime | None = None
-        for name, job in self.jobs.items():
-            if not job.enabled or job.manual_only:
-                continue
-            due = self._due_of(name, job, now)
-            if due is not None and (best is None or due < best):
-                best = due
-        return best
+        if self._min_due is _UNKNOWN:
+            best: datetime | None = None
+            for name, job in self.jobs.items():
+                if not job.enabled or job.manual_only:
+                    continue
+                due = self._due_of(name, job, now)
+                if due is not None and (best is None or due < best):
+                    best = due
+            self._min_due = best
+        return self._min_due  # type: ignore[return-value]
+
+    def _forget(self, name: str) -> None:
+        self._next_due.pop(name, None)
+        self._min_due = _UNKNOWN
 
     # -- helpers ------------------------------------------------------------------
 
@@ -171,7 +188,7 @@ class Scheduler:
                     )
                 )
             to_run = [(s, True) for s in plan.run] + to_run
-        last_exec = self.store.last_executed(job.name)
+        last_exec = self.store.last_executed(job.name) if job.min_gap is not None else None
         for slot, is_catchup in to_run:
             decision = policy.admit(job, slot=slot, now=now, active=active, last_executed=last_exec, paused=paused)
             row = _row(job, slot, decision.state, decision.reason, decision.message, catchup=is_catchup)
@@ -184,6 +201,9 @@ class Scheduler:
             if decision.skipped:
                 log.info("%s slot %s skipped: %s", job.name, slot.isoformat(), decision.message)
         return creates, stops
+
+
+_UNKNOWN = object()
 
 
 class _Pending:

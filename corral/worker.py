@@ -86,6 +86,7 @@ class Worker:
         self._catchup_running: set[int] = set()
         self.finished_jobs: set[str] = set()
         """Jobs with a run that ended since the engine last looked (for after_completion)."""
+        self._base_env = dict(os.environ)
 
     def set_jobs(self, settings: Settings, jobs: Mapping[str, JobSpec]) -> None:
         self.settings = settings
@@ -93,10 +94,10 @@ class Worker:
 
     # -- admission of runs created outside the engine (corral trigger) -------------
 
-    def admit_new(self, now: datetime) -> None:
-        for run in self.store.list_runs(states=(t.PENDING,), limit=1000, oldest_first=True):
-            if run.admitted:
-                continue
+    def admit_new(self, now: datetime) -> int:
+        """Apply the overlap policy to runs created by ``corral trigger``."""
+        fresh = self.store.unadmitted_runs()
+        for run in fresh:
             job = self.jobs.get(run.job)
             if job is None:
                 self.store.transition(
@@ -106,10 +107,8 @@ class Worker:
                 continue
             active = [r for r in self.store.active_runs(run.job) if r.id != run.id and r.admitted]
             # A person asked for this run: pause does not block it, overlap does.
-            decision = policy.admit(
-                job, slot=run.scheduled_for, now=now, active=active,
-                last_executed=self.store.last_executed(run.job), paused=False,
-            )
+            last = self.store.last_executed(run.job) if job.min_gap is not None else None
+            decision = policy.admit(job, slot=run.scheduled_for, now=now, active=active, last_executed=last)
             if decision.skipped:
                 self.store.transition(
                     run.id, t.SKIPPED, now=now, expect=(t.PENDING,),
@@ -123,6 +122,7 @@ class Worker:
                     self.store.request_stop(victim, "replaced", now=now)
             else:
                 self.store.update_run(run.id, now=now, admitted=True, not_before=decision.not_before)
+        return len(fresh)
 
     # -- starting runs ------------------------------------------------------------
 
@@ -131,46 +131,71 @@ class Worker:
         a pending run becomes startable (its ``not_before``), if any."""
         if not self.accepting:
             return None
-        pending = [r for r in self.store.active_runs() if r.state == t.PENDING and r.admitted]
         running_now = len(self.supervisor.running())
+        room = None if self.settings.max_running is None else self.settings.max_running - running_now
+        if room is not None and room <= 0:
+            return None
+        self._catchup_running &= set(self.supervisor.running())
+        catchup_room = self.settings.catchup_concurrency - len(self._catchup_running)
         next_at: datetime | None = None
-        for run in pending:
+        chosen: list[Run] = []
+        skips: list[tuple[int, str, dict[str, Any]]] = []
+        for run in self.store.startable_runs(limit=1000 if room is None else room + 100):
             job = self.jobs.get(run.job)
             if job is None:
-                self.store.transition(
-                    run.id, t.CANCELLED, now=now, expect=(t.PENDING,), reason="job_removed",
-                    message=f"job {run.job} is not in the job file any more",
-                )
+                skips.append((run.id, t.CANCELLED, dict(
+                    reason="job_removed", message=f"job {run.job} is not in the job file any more")))
                 continue
             if run.not_before is not None and run.not_before > now:
                 next_at = run.not_before if next_at is None or run.not_before < next_at else next_at
                 continue
             late = policy.past_deadline(job, scheduled_for=run.scheduled_for, now=now) if not run.catchup else None
             if late is not None:
-                self.store.transition(
-                    run.id, t.SKIPPED, now=now, expect=(t.PENDING,), reason=late.reason, message=late.message
-                )
-                self._release_next(job, now)
+                skips.append((run.id, t.SKIPPED, dict(reason=late.reason, message=late.message)))
                 continue
-            if self.settings.max_running is not None and running_now >= self.settings.max_running:
-                continue
+            if room is not None and len(chosen) >= room:
+                break
             if run.catchup:
-                self._catchup_running &= set(self.supervisor.running())
-                if len(self._catchup_running) >= self.settings.catchup_concurrency:
+                if catchup_room <= 0:
                     continue
-            if not self.store.claim(run.id, node=self.node, now=now):
-                continue  # someone else took it
-            started = self._launch(job, run, now)
-            if started and run.catchup:
+                catchup_room -= 1
+            chosen.append(run)
+        if skips:
+            self.store.transition_many(skips, now=now, expect=(t.PENDING,))
+            for job_name in {self.store.get_run(i).job for i, _, _ in skips}:
+                if job_name in self.jobs:
+                    self._release_next(self.jobs[job_name], now)
+        if not chosen:
+            return next_at
+        won = set(self.store.claim_many([r.id for r in chosen], node=self.node, now=now))
+        mine = [r for r in chosen if r.id in won]  # the others were taken by another node
+        results = self.supervisor.launch_many([self._launch_spec(self.jobs[r.job], r) for r in mine])
+        started: list[tuple[int, dict[str, Any]]] = []
+        failed: list[executor.Outcome] = []
+        for run, result in zip(mine, results):
+            if isinstance(result, executor.Outcome):
+                failed.append(result)
+                continue
+            log.info("run %s of %s started (pid %s, attempt %s)", run.id, run.job, result.pid, run.attempt)
+            started.append((run.id, dict(
+                pid=result.pid,
+                pgid=result.pgid,
+                proc_start=result.start_time,
+                started_at=result.started_at,
+                log_path=str(log_path_for(self.settings, run.job, run.id)),
+            )))
+            if run.catchup:
                 self._catchup_running.add(run.id)
-            running_now += 1
+        # One transaction for all pids. A crash before it commits leaves runs
+        # claimed without a pid: recovery finds their processes by environment.
+        self.store.update_runs(started, now=now)
+        self.record_many(failed, now)
         return next_at
 
-    def _launch(self, job: JobSpec, run: Run, now: datetime) -> bool:
+    def _launch_spec(self, job: JobSpec, run: Run) -> executor.Launch:
         log_path = log_path_for(self.settings, job.name, run.id)
         exit_path = exit_path_for(self.settings, job.name, run.id)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
+        env = dict(self._base_env)
         env.update(job.env_dict)
         env.update(
             CORRAL_JOB=job.name,
@@ -180,7 +205,7 @@ class Worker:
             CORRAL_TRIGGER=run.trigger,
             CORRAL_NODE=self.node,
         )
-        launch = executor.Launch(
+        return executor.Launch(
             run_id=run.id,
             argv=job.command,
             env=env,
@@ -191,70 +216,72 @@ class Worker:
             kill_grace=job.kill_grace.total_seconds(),
             log_max_bytes=job.log_max_bytes,
         )
-        result = self.supervisor.launch(launch)
-        if isinstance(result, executor.Outcome):
-            self.record(result, now)
-            return False
-        self.store.update_run(
-            run.id,
-            now=now,
-            pid=result.pid,
-            pgid=result.pgid,
-            proc_start=result.start_time,
-            started_at=result.started_at,
-            log_path=str(log_path),
-        )
-        log.info("run %s of %s started (pid %s, attempt %s)", run.id, job.name, result.pid, run.attempt)
-        return True
 
     # -- stopping runs ----------------------------------------------------------------
 
     def apply_stop_requests(self, now: datetime) -> None:
-        mine = set(self.supervisor.running())
-        if not mine:
-            return
-        for run in self.store.active_runs():
-            if run.id in mine and run.stop_requested:
-                why = {"replaced": "replace"}.get(run.stop_requested, run.stop_requested)
-                if why not in ("cancel", "replace", "shutdown", "timeout"):
-                    why = "cancel"
-                self.supervisor.stop(run.id, why)
+        mine = self.supervisor.running()
+        for run in self.store.stop_requests(mine):
+            why = {"replaced": "replace"}.get(run.stop_requested or "", run.stop_requested)
+            if why not in ("cancel", "replace", "shutdown", "timeout"):
+                why = "cancel"
+            self.supervisor.stop(run.id, why)
 
     # -- recording outcomes -------------------------------------------------------------
 
     def record(self, outcome: executor.Outcome, now: datetime) -> None:
-        run = self.store.get_run(outcome.run_id)
-        state, reason, message = final_state(outcome)
-        if outcome.adopted:
-            message += " (adopted after a corral restart)"
-        if outcome.orphans_killed:
-            message += f"; {outcome.orphans_killed} leftover background process(es) killed"
-        if outcome.log_dropped:
-            message += f"; {outcome.log_dropped} bytes of early output dropped by the log cap"
-        values: dict[str, Any] = dict(
-            reason=reason,
-            message=message,
-            exit_code=outcome.exit_code,
-            signal=outcome.signal,
-            ended_at=outcome.ended_at,
-            peak_rss=outcome.peak_rss,
-            cpu_seconds=outcome.cpu_seconds,
-            log_bytes=outcome.log_bytes,
-            log_dropped=outcome.log_dropped,
-        )
-        if run.started_at is None:
-            values["started_at"] = outcome.ended_at
-        if not self.store.transition(run.id, state, now=now, expect=(t.RUNNING, t.PENDING), **values):
+        self.record_many([outcome], now)
+
+    def record_many(self, outcomes: list[executor.Outcome], now: datetime) -> None:
+        """Final states of finished processes, in one transaction, then retries
+        and the release of queued runs."""
+        if not outcomes:
             return
-        self._catchup_running.discard(run.id)
-        self.finished_jobs.add(run.job)
-        dur = durations.format(outcome.duration) if outcome.duration is not None else "-"
-        log.info("run %s of %s %s in %s: %s", run.id, run.job, state, dur, message)
-        job = self.jobs.get(run.job)
-        if job is None:
-            return
-        self._maybe_retry(job, run, state, outcome.exit_code, now)
-        self._release_next(job, now)
+        runs = self.store.get_runs([o.run_id for o in outcomes])
+        changes: list[tuple[int, str, dict[str, Any]]] = []
+        for outcome in outcomes:
+            run = runs.get(outcome.run_id)
+            if run is None:
+                continue
+            state, reason, message = final_state(outcome)
+            if outcome.adopted:
+                message += " (adopted after a corral restart)"
+            if outcome.orphans_killed:
+                message += f"; {outcome.orphans_killed} leftover background process(es) killed"
+            if outcome.log_dropped:
+                message += f"; {outcome.log_dropped} bytes of early output dropped by the log cap"
+            values: dict[str, Any] = dict(
+                reason=reason,
+                message=message,
+                exit_code=outcome.exit_code,
+                signal=outcome.signal,
+                ended_at=outcome.ended_at,
+                peak_rss=outcome.peak_rss,
+                cpu_seconds=outcome.cpu_seconds,
+                log_bytes=outcome.log_bytes,
+                log_dropped=outcome.log_dropped,
+            )
+            if run.started_at is None:
+                values["started_at"] = outcome.ended_at
+            changes.append((run.id, state, values))
+        done = self.store.transition_many(changes, now=now, expect=(t.RUNNING, t.PENDING))
+        release: set[str] = set()
+        for (run_id, state, values), ok in zip(changes, done):
+            if not ok:
+                continue
+            run = runs[run_id]
+            self._catchup_running.discard(run_id)
+            self.finished_jobs.add(run.job)
+            if log.isEnabledFor(logging.INFO):
+                dur = (values["ended_at"] - (run.started_at or values["ended_at"])).total_seconds()
+                log.info("run %s of %s %s in %s: %s", run_id, run.job, state, durations.format(dur), values["message"])
+            job = self.jobs.get(run.job)
+            if job is None:
+                continue
+            self._maybe_retry(job, run, state, values["exit_code"], now)
+            release.add(run.job)
+        for name in release:
+            self._release_next(self.jobs[name], now)
 
     def _maybe_retry(self, job: JobSpec, run: Run, state: str, exit_code: int | None, now: datetime) -> None:
         if not policy.should_retry(job.retries, state=state, exit_code=exit_code, attempt=run.attempt):
@@ -278,15 +305,14 @@ class Worker:
 
     def _release_next(self, job: JobSpec, now: datetime) -> None:
         """If nothing of the job is in flight, the oldest queued run gets its turn."""
-        while True:
-            active = self.store.active_runs(job.name)
-            if any(r.state in (t.RUNNING, t.PENDING) for r in active):
+        if job.overlap not in ("queue_one", "queue_all", "replace") and not self._may_have_queue(job):
+            return
+        while not self.store.in_flight(job.name):
+            nxt = self.store.first_queued(job.name)
+            if nxt is None:
                 return
-            queued = [r for r in active if r.state == t.QUEUED]
-            if not queued:
-                return
-            nxt = queued[0]
-            decision = policy.release(job, nxt, now=now, last_executed=self.store.last_executed(job.name))
+            last = self.store.last_executed(job.name)
+            decision = policy.release(job, nxt, now=now, last_executed=last)
             if decision.skipped:
                 self.store.transition(
                     nxt.id, t.SKIPPED, now=now, expect=(t.QUEUED,), reason=decision.reason, message=decision.message
@@ -297,6 +323,10 @@ class Worker:
                 message=(nxt.message or "") + (f"; {decision.message}" if decision.message else ""),
             )
             return
+
+    def _may_have_queue(self, job: JobSpec) -> bool:
+        # A live reload may have changed the policy while runs were queued.
+        return self.store.first_queued(job.name) is not None
 
     # -- crash recovery -------------------------------------------------------------------
 
@@ -348,7 +378,7 @@ class Worker:
                     reason=None,
                     adopted=True,
                 )
-                self.record(outcome, now)
+                self.record_many([outcome], now)
                 continue
             if run.pid is None:
                 # Claimed but the pid was never written: find the process by its run id.

@@ -342,6 +342,74 @@ class Store:
         with self._read() as conn:
             return [_run(r) for r in conn.execute(query)]
 
+    def get_runs(self, ids: Sequence[int]) -> dict[int, Run]:
+        if not ids:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(sa.select(runs).where(runs.c.id.in_(tuple(ids))))
+            return {row.id: _run(row) for row in rows}
+
+    def startable_runs(self, *, limit: int = 1000) -> list[Run]:
+        """Admitted pending runs, oldest first: what a worker may claim."""
+        query = (
+            sa.select(runs)
+            .where(runs.c.state == t.PENDING, runs.c.admitted.is_(True))
+            .order_by(runs.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [_run(r) for r in conn.execute(query)]
+
+    def unadmitted_runs(self, *, limit: int = 1000) -> list[Run]:
+        """Runs created outside the engine (``corral trigger``) awaiting the overlap policy."""
+        query = (
+            sa.select(runs)
+            .where(runs.c.state == t.PENDING, runs.c.admitted.is_(False))
+            .order_by(runs.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [_run(r) for r in conn.execute(query)]
+
+    def stop_requests(self, ids: Sequence[int]) -> list[Run]:
+        """Those of the given running runs that someone asked to stop."""
+        if not ids:
+            return []
+        query = sa.select(runs).where(
+            runs.c.state == t.RUNNING, runs.c.stop_requested.is_not(None), runs.c.id.in_(tuple(ids))
+        )
+        with self._read() as conn:
+            return [_run(r) for r in conn.execute(query)]
+
+    def claim_many(self, ids: Sequence[int], *, node: str, now: datetime) -> list[int]:
+        """Claim several pending runs in one transaction; returns the ids this node won."""
+        won = self.transition_many(
+            [(i, t.RUNNING, {"node": node, "started_at": now}) for i in ids], now=now, expect=(t.PENDING,)
+        )
+        return [i for i, ok in zip(ids, won) if ok]
+
+    def update_runs(self, changes: Sequence[tuple[int, dict[str, Any]]], *, now: datetime) -> None:
+        """Change fields (not the state) of several runs in one transaction."""
+        if not changes:
+            return
+        with self._tx() as conn:
+            for run_id, values in changes:
+                if "state" in values:
+                    raise ValueError("use transition() to change a run's state")
+                conn.execute(runs.update().where(runs.c.id == run_id).values(updated_at=now, **values))
+
+    def in_flight(self, job: str) -> bool:
+        """Whether the job has a pending or running run."""
+        query = sa.select(runs.c.id).where(runs.c.job == job, runs.c.state.in_((t.PENDING, t.RUNNING))).limit(1)
+        with self._read() as conn:
+            return conn.execute(query).first() is not None
+
+    def first_queued(self, job: str) -> Run | None:
+        query = sa.select(runs).where(runs.c.job == job, runs.c.state == t.QUEUED).order_by(runs.c.id).limit(1)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _run(row)
+
     def active_runs(self, job: str | None = None) -> list[Run]:
         """Runs not yet final (pending, queued, running), oldest first."""
         query = sa.select(runs).where(runs.c.state.in_(t.ACTIVE_STATES))

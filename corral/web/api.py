@@ -36,7 +36,7 @@ def _only(request: Request, allowed: Iterable[str]) -> Mapping[str, str]:
     """The query parameters, refusing any the endpoint does not know (a typo
     like ``?stat=failed`` would otherwise be silently ignored)."""
     known = tuple(allowed)
-    for key in request.query_params.keys():
+    for key in request.query_params:
         if key not in known:
             accepted = ", ".join(known) if known else "none"
             raise problems.BadRequest(f"unknown query parameter {key!r}; accepted: {accepted}")
@@ -169,7 +169,8 @@ def runs(request: Request) -> Response:
     job_name = query.get("job") or None
     if job_name is not None and not _NAME_RE.match(job_name):
         raise problems.BadRequest(
-            f"job={job_name[:80]!r} is not a job name; names are lower-case letters, digits and . _ - like nightly-batch"
+            f"job={job_name[:80]!r} is not a job name; "
+            "names are lower-case letters, digits and . _ - like nightly-batch"
         )
     states = inputs.choices(request.query_params.getlist("state"), "state", t.ALL_STATES)
     limit = inputs.integer(query, "limit", 50, 1, RUNS_MAX_LIMIT) or 50

@@ -21,7 +21,8 @@ from starlette.types import Scope
 from corral import durations, errors
 from corral.clock import Clock, SystemClock
 from corral.store import open_store
-from corral.web import api, auth as auth_mod, pages, problems, security, views
+from corral.web import api, pages, problems, security, views
+from corral.web import auth as auth_mod
 from corral.web.jobfile import LiveJobFile
 from corral.web.state import Web
 
@@ -82,6 +83,7 @@ def _templates() -> Jinja2Templates:
     env.filters["local"] = views.local
     env.filters["duration"] = durations.format
     env.filters["clean_log"] = views.strip_ansi
+    env.filters["count"] = views.count
     env.globals["relative"] = views.relative
     return Jinja2Templates(env=env)
 

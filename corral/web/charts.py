@@ -158,7 +158,9 @@ def duration_chart(
                 w=round(max(1.0, slot * 0.8), 1),
                 h=h,
                 css=f"state-{sample.state}",
-                title=f"run {sample.run_id}: {durations.format(sample.seconds)}, {sample.state}, started {sample.label}",
+                title=(
+                    f"run {sample.run_id}: {durations.format(sample.seconds)}, {sample.state}, started {sample.label}"
+                ),
                 href=f"/runs/{sample.run_id}",
             )
         )
@@ -212,7 +214,9 @@ class Marker:
     def points(self) -> str:
         """A small diamond around (x, y)."""
         r = 4.5
-        return f"{self.x:g},{self.y - r:g} {self.x + r:g},{self.y:g} {self.x:g},{self.y + r:g} {self.x - r:g},{self.y:g}"
+        return (
+            f"{self.x:g},{self.y - r:g} {self.x + r:g},{self.y:g} {self.x:g},{self.y + r:g} {self.x - r:g},{self.y:g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,46 @@ def _lanes(items: Sequence[Item], now: datetime) -> list[int]:
     return out
 
 
+def _merge(items: Sequence[Item], close: timedelta, now: datetime) -> list[Item]:
+    """Consecutive items that look alike (same class) and nearly touch, as one.
+
+    ``items`` are all bars or all markers, by start. Bars merge only when they
+    do not overlap, so a merged bar never hides an overlap.
+    """
+    out: list[Item] = []
+    group: list[Item] = []
+
+    def reach(members: Sequence[Item]) -> datetime:
+        if members[0].marker:
+            return members[-1].start
+        return max(m.end or now for m in members)
+
+    def flush() -> None:
+        if len(group) == 1:
+            out.append(group[0])
+        elif group:
+            first, last = group[0], group[-1]
+            end = None if first.marker or any(m.end is None for m in group) else reach(group)
+            what = "skipped slots" if first.marker else "runs"
+            title = (
+                f"{len(group)} {what} drawn as one at this scale (choose a shorter range to see each): "
+                f"first {first.title}; last {last.title}"
+            )
+            out.append(Item(first.row, first.start, end, first.css, title, None, first.marker))
+        group.clear()
+
+    for item in items:
+        if group:
+            edge = reach(group)
+            if item.css == group[0].css and timedelta(0) <= item.start - edge <= close:
+                group.append(item)
+                continue
+            flush()
+        group.append(item)
+    flush()
+    return out
+
+
 def gantt(
     rows: Sequence[str],
     items: Sequence[Item],
@@ -294,23 +338,34 @@ def gantt(
     overlaps = 0
     y = axis_y + 6
     pad = 4.0
+    # Neighbours closer than this (1.5 px) are drawn as one: a week of an
+    # every-minute job would otherwise be 10,000 bars, most under a pixel wide.
+    close = timedelta(seconds=1.5 * span / (plot_right - plot_left))
     for name in names:
         row_items = by_row[name]
-        spans = sorted((i for i in row_items if not i.marker), key=lambda i: i.start)
+        spans = _merge(sorted((i for i in row_items if not i.marker), key=lambda i: i.start), close, now)
+        points = _merge(sorted((i for i in row_items if i.marker), key=lambda i: i.start), close, now)
         lanes = _lanes(spans, now)
         lane_count = max(lanes, default=0) + 1
         height = lane_count * lane_h + 2 * pad
-        for item, lane in zip(spans, lanes):
+        for item, lane in zip(spans, lanes, strict=True):
             x0 = x_of(item.start)
             x1 = x_of(item.end or now)
             overlaps += lane > 0
             css = item.css + (" overlap" if lane > 0 else "")
             bars.append(
-                Bar(x0, round(y + pad + lane * lane_h + 1, 1), max(1.5, round(x1 - x0, 1)), lane_h - 2, css, item.title, item.href)
+                Bar(
+                    x0,
+                    round(y + pad + lane * lane_h + 1, 1),
+                    max(1.5, round(x1 - x0, 1)),
+                    lane_h - 2,
+                    css,
+                    item.title,
+                    item.href,
+                )
             )
-        for item in row_items:
-            if item.marker:
-                markers.append(Marker(x_of(item.start), round(y + pad + lane_h / 2, 1), item.css, item.title, item.href))
+        for item in points:
+            markers.append(Marker(x_of(item.start), round(y + pad + lane_h / 2, 1), item.css, item.title, item.href))
         out_rows.append(
             Row(
                 name,
@@ -324,7 +379,9 @@ def gantt(
         y += height
     ticks = [Tick(x_of(moment), label, major) for moment, label, major in time_ticks(start, end, zone)]
     now_x = x_of(now) if start <= now <= end else None
-    return Gantt(width, int(y + 8), plot_left, plot_right, axis_y, out_rows, bars, markers, ticks, now_x, overlaps, zone)
+    return Gantt(
+        width, int(y + 8), plot_left, plot_right, axis_y, out_rows, bars, markers, ticks, now_x, overlaps, zone
+    )
 
 
 _TICK_MINUTES = (15, 30, 60, 120, 180, 360, 720, 1440)

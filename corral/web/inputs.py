@@ -102,7 +102,9 @@ def instant(query: Mapping[str, str], name: str) -> datetime | None:
     try:
         return value.astimezone(timezone.utc)
     except OverflowError:
-        raise problems.BadRequest(f"{name}={_show(raw)} is out of range; use an instant between years 1 and 9999") from None
+        raise problems.BadRequest(
+            f"{name}={_show(raw)} is out of range; use an instant between years 1 and 9999"
+        ) from None
 
 
 def duration(
@@ -118,7 +120,8 @@ def duration(
         raise problems.BadRequest(f"{name}: {exc}") from None
     if not low <= value <= high:
         raise problems.BadRequest(
-            f"{name}={_show(raw)} is out of range; use a duration from {durations.format(low)} to {durations.format(high)}"
+            f"{name}={_show(raw)} is out of range; "
+            f"use a duration from {durations.format(low)} to {durations.format(high)}"
         )
     return value
 
@@ -147,5 +150,7 @@ def json_object(body: bytes, *, allowed: Sequence[str] = ()) -> dict[str, Any]:
     unknown = sorted(set(data) - set(allowed))
     if unknown:
         accepted = ", ".join(allowed) if allowed else "none yet"
-        raise problems.BadRequest(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in the body; accepted: {accepted}")
+        raise problems.BadRequest(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in the body; accepted: {accepted}"
+        )
     return data

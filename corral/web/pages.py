@@ -56,7 +56,9 @@ def engine_status(store: Store, now: datetime) -> dict[str, Any]:
     if age > STALE_HEARTBEAT:
         return {
             "ok": False,
-            "text": f"corral up on {where} last reported {views.relative(node['heartbeat_at'], now)}; it may have stopped.",
+            "text": (
+                f"corral up on {where} last reported {views.relative(node['heartbeat_at'], now)}; it may have stopped."
+            ),
         }
     more = f" and {len(nodes) - 1} more" if len(nodes) > 1 else ""
     return {"ok": True, "text": f"corral up running on {where}{more}."}
@@ -88,7 +90,9 @@ def jobs(request: Request) -> Response:
     snap = web.jobfile.current()
     query = request.query_params.get("q", "")[:200]
     rows = views.job_rows(snap.config, web.store, now, query=query)
-    return render(request, snap, "jobs.html", {"now": now, "rows": rows, "query": query, "total": len(snap.config.jobs)})
+    return render(
+        request, snap, "jobs.html", {"now": now, "rows": rows, "query": query, "total": len(snap.config.jobs)}
+    )
 
 
 def job(request: Request) -> Response:
@@ -188,14 +192,9 @@ def timeline(request: Request) -> Response:
 # -- acting --------------------------------------------------------------------------
 
 
-def _form(request: Request) -> dict[str, str]:
-    fields = parse_qs(security.body_of(request.scope).decode("utf-8", errors="replace"), max_num_fields=50)
-    return {key: values[0] for key, values in fields.items() if values}
-
-
 def _back(request: Request, default: str, **notice: str | int) -> Response:
     """303 to the form's ``next`` (a path on this site only), with a notice."""
-    target = _form(request).get("next", "")
+    target = security.form_fields(security.body_of(request.scope)).get("next", "")
     parts = urlsplit(target)
     local = (
         target.startswith("/")

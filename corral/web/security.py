@@ -175,6 +175,15 @@ def body_of(scope: Scope) -> bytes:
     return bytes(scope.get("corral.body", b""))
 
 
+def form_fields(body: bytes) -> dict[str, str]:
+    """The fields of an urlencoded form body (first value of each)."""
+    try:
+        fields = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=50)
+    except ValueError as exc:  # more fields than any corral form has
+        raise problems.BadRequest(f"the form has too many fields ({exc})") from None
+    return {key: values[0] for key, values in fields.items() if values}
+
+
 def wants_json(scope: Scope) -> bool:
     """API paths answer JSON; pages answer HTML unless the client asks for JSON."""
     path: str = scope.get("path", "")
@@ -240,7 +249,12 @@ class Guard:
             await self.app(scope, _replay(body, receive), send_secured)
         except _Refused as refused:
             if not started:
-                await self.problem(scope, refused.status, refused.message, refused.headers)(scope, receive, send_secured)
+                await self.problem(scope, refused.status, refused.message, refused.headers)(
+                    scope, receive, send_secured
+                )
+        except errors.CorralError as exc:  # from a step above, e.g. an authenticator whose store is down
+            if not started:
+                await self.problem(scope, problems.status_of(exc), str(exc), None)(scope, receive, send_secured)
         except Exception:
             log.exception("error while serving %s %s", scope.get("method"), scope.get("path"))
             if not started:
@@ -308,7 +322,11 @@ class Guard:
         headers = Headers(scope=scope)
         origin = headers.get("origin")
         if origin is not None and not _same_origin(origin, headers.get("host", "")):
-            raise _Refused(403, f"cross-origin request from {origin!r} refused; act from the dashboard's own pages")
+            raise _Refused(
+                403,
+                f"cross-origin request from {origin!r} to host {headers.get('host', '')!r} refused; act from the "
+                "dashboard's own pages (behind a reverse proxy, have it pass the original Host header)",
+            )
         site = headers.get("sec-fetch-site")
         if site in ("cross-site", "same-site"):
             raise _Refused(403, f"{site} request refused; act from the dashboard's own pages")
@@ -321,8 +339,7 @@ class Guard:
         submitted = headers.get(CSRF_HEADER)
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if submitted is None and content_type == "application/x-www-form-urlencoded":
-            fields = parse_qs(body_of(scope).decode("latin-1"), max_num_fields=50)
-            submitted = (fields.get(CSRF_FIELD) or [None])[0]
+            submitted = form_fields(body_of(scope)).get(CSRF_FIELD)
         if self.csrf.accepts(binding, cookie, submitted):
             return
         path: str = scope["path"]

@@ -32,7 +32,7 @@ ENDED_STATES = (t.SUCCEEDED, t.FAILED, t.TIMED_OUT, t.CANCELLED, t.LOST)
 SPARK_RUNS = 30
 CHART_RUNS = 100
 FORECAST_DEFAULT_DURATION = timedelta(hours=1)
-FORECAST_MAX_SLOTS = 1500
+FORECAST_MAX_SLOTS = 1000
 """The simulation's cost grows with the square of the slots; beyond this the
 forecast horizon is shortened (and says so)."""
 TIMELINE_MAX_RUNS = 5000
@@ -56,6 +56,11 @@ def relative(instant: datetime | None, now: datetime) -> str:
     if seconds > 0:
         return f"in {durations.format(seconds)}"
     return f"{durations.format(-seconds)} ago"
+
+
+def count(n: int, word: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def iso_in(instant: datetime | None, zone: str) -> str | None:
@@ -151,7 +156,9 @@ class JobRow:
         }
 
 
-def next_fires(job: JobSpec, now: datetime, n: int, *, active: bool, last_end: datetime | None) -> tuple[list[datetime], str | None]:
+def next_fires(
+    job: JobSpec, now: datetime, n: int, *, active: bool, last_end: datetime | None
+) -> tuple[list[datetime], str | None]:
     """Up to ``n`` coming fire times, and a note for after-completion schedules."""
     timed = [s for s in job.schedules if s.kind != "after_completion"]
     after = [s for s in job.schedules if s.kind == "after_completion"]
@@ -165,7 +172,7 @@ def next_fires(job: JobSpec, now: datetime, n: int, *, active: bool, last_end: d
             note = "as soon as corral sees the job (it has not run yet)"
         else:
             due = last_end + gap
-            times = sorted(set(times + [max(due, now)]))[:n]
+            times = sorted({*times, max(due, now)})[:n]
             if due <= now:
                 note = f"due now ({durations.format(gap)} after the last run ended)"
     elif not timed:
@@ -247,9 +254,7 @@ class JobDetail:
         data = self.row.as_dict()
         data.update(
             {
-                "schedules": [
-                    {"kind": s.kind, "text": s.text, "description": s.describe()} for s in job.schedules
-                ],
+                "schedules": [{"kind": s.kind, "text": s.text, "description": s.describe()} for s in job.schedules],
                 "next_runs": [iso_in(x, job.timezone) for x in self.next_times],
                 "next_runs_note": self.next_note,
                 "schedule_interval_seconds": self.interval.total_seconds() if self.interval else None,
@@ -377,11 +382,14 @@ class Timeline:
     runs: int
     truncated: bool
     counts: dict[str, int] = field(default_factory=dict)
+    skipped: list[Run] = field(default_factory=list)
+    """Skipped slots in the range, newest first."""
 
 
 def run_title(run: Run, zone: str, now: datetime) -> str:
     if run.state == t.SKIPPED:
-        return f"run {run.id} of {run.job}: slot {local(run.scheduled_for, zone)} skipped ({run.reason}): {run.message or ''}"
+        slot = local(run.scheduled_for, zone)
+        return f"run {run.id} of {run.job}: slot {slot} skipped ({run.reason}): {run.message or ''}"
     started = run.started_at or run.scheduled_for
     until = run.ended_at or now
     words = f"run {run.id} of {run.job}: {run.state}, {local(started, zone)}, {durations.format(until - started)}"
@@ -437,7 +445,8 @@ def timeline(cfg: Config, store: Store, now: datetime, *, span: timedelta, zone:
         row_links={name: f"/jobs/{name}" for name in rows},
         row_notes=notes,
     )
-    return Timeline(chart=chart, start=start, end=now, zone=zone, runs=len(shown), truncated=truncated, counts=counts)
+    skipped = [r for r in reversed(shown) if r.state == t.SKIPPED]
+    return Timeline(chart, start, now, zone, len(shown), truncated, counts, skipped)
 
 
 # ---------------------------------------------------------------------------
