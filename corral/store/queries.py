@@ -7,6 +7,7 @@ be written in the same transaction in one place.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -219,25 +220,41 @@ class Store:
         out: list[int | None] = []
         with self._tx() as conn:
             for spec in specs:
-                spec = dict(spec)
-                is_slot = spec.pop("slot", False)
-                params = spec.pop("params", None)
-                values = dict(
-                    spec,
+                values = dict(spec)
+                is_slot = values.pop("slot", False)
+                params = values.pop("params", None)
+                values.update(
                     created_at=now,
                     updated_at=now,
-                    slot_key=slot_key(spec["job"], spec["scheduled_for"]) if is_slot else None,
+                    slot_key=slot_key(values["job"], values["scheduled_for"]) if is_slot else None,
                     params=json.dumps(params, sort_keys=True) if params else None,
                 )
+                values.setdefault("admitted", True)
+                values.setdefault("catchup", False)
+                values.setdefault("attempt", 1)
                 if values.get("state") in t.FINAL_STATES and values.get("ended_at") is None:
                     values["ended_at"] = now
-                stmt = self._insert(runs).values(**values)
-                if is_slot:
-                    stmt = stmt.on_conflict_do_nothing(index_elements=["slot_key"])
-                result = conn.execute(stmt.returning(runs.c.id))
-                row = result.first()
+                stmt = self._insert_stmt(tuple(sorted(values)), bool(is_slot))
+                row = conn.execute(stmt, {f"v_{k}": v for k, v in values.items()}).first()
                 out.append(None if row is None else int(row[0]))
         return out
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - a Store lives as long as the process
+    def _insert_stmt(self, keys: tuple[str, ...], on_slot: bool) -> Any:
+        # Statements are built once and reused with new parameters: building a
+        # statement costs far more than executing it.
+        stmt = self._insert(runs).values({k: sa.bindparam(f"v_{k}", type_=runs.c[k].type) for k in keys})
+        if on_slot:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["slot_key"])
+        return stmt.returning(runs.c.id)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def _update_stmt(keys: tuple[str, ...], expect: tuple[str, ...] | None) -> Any:
+        cond = [runs.c.id == sa.bindparam("w_id", type_=runs.c.id.type)]
+        if expect is not None:
+            cond.append(runs.c.state.in_(expect))
+        return runs.update().where(*cond).values({k: sa.bindparam(f"v_{k}", type_=runs.c[k].type) for k in keys})
 
     # -- runs: state changes ------------------------------------------------
 
@@ -271,9 +288,10 @@ class Store:
                 update = dict(values, state=to_state, updated_at=now)
                 if to_state in t.FINAL_STATES and "ended_at" not in update:
                     update["ended_at"] = now
-                res = conn.execute(
-                    runs.update().where(runs.c.id == run_id, runs.c.state.in_(allowed)).values(**update)
-                )
+                stmt = self._update_stmt(tuple(sorted(update)), allowed)
+                params = {f"v_{k}": v for k, v in update.items()}
+                params["w_id"] = run_id
+                res = conn.execute(stmt, params)
                 results.append(res.rowcount == 1)
         return results
 
@@ -396,7 +414,10 @@ class Store:
             for run_id, values in changes:
                 if "state" in values:
                     raise ValueError("use transition() to change a run's state")
-                conn.execute(runs.update().where(runs.c.id == run_id).values(updated_at=now, **values))
+                update = dict(values, updated_at=now)
+                params = {f"v_{k}": v for k, v in update.items()}
+                params["w_id"] = run_id
+                conn.execute(self._update_stmt(tuple(sorted(update)), None), params)
 
     def in_flight(self, job: str) -> bool:
         """Whether the job has a pending or running run."""
@@ -504,9 +525,17 @@ class Store:
     def set_cursors(self, cursors: dict[str, datetime], *, now: datetime) -> None:
         if not cursors:
             return
+        stmt = self._insert(job_state).values(
+            job=sa.bindparam("v_job", type_=job_state.c.job.type),
+            paused=False,
+            cursor=sa.bindparam("v_cursor", type_=job_state.c.cursor.type),
+            updated_at=sa.bindparam("v_now", type_=job_state.c.updated_at.type),
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["job"], set_={"cursor": stmt.excluded.cursor, "updated_at": stmt.excluded.updated_at}
+        )
         with self._tx() as conn:
-            for job, cursor in cursors.items():
-                self._upsert_job_state(conn, job, now, cursor=cursor)
+            conn.execute(stmt, [{"v_job": j, "v_cursor": c, "v_now": now} for j, c in cursors.items()])
 
     # -- nodes ----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from starlette.types import Scope
 
 from corral import durations, errors
 from corral.clock import Clock, SystemClock
+from corral.config import NO_CAP
 from corral.store import open_store
 from corral.web import api, pages, problems, security, views
 from corral.web import auth as auth_mod
@@ -85,6 +86,7 @@ def _templates() -> Jinja2Templates:
     env.filters["clean_log"] = views.strip_ansi
     env.filters["count"] = views.count
     env.globals["relative"] = views.relative
+    env.globals["NO_CAP"] = NO_CAP
     return Jinja2Templates(env=env)
 
 

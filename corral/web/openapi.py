@@ -156,7 +156,10 @@ _JOB_DETAIL = {
                 },
                 "next_runs_note": {"type": ["string", "null"]},
                 "schedule_interval_seconds": {"type": ["number", "null"]},
-                "max_concurrent": {"type": "integer"},
+                "max_concurrent": {
+                    "type": ["integer", "null"],
+                    "description": "Cap on overlapping runs (null: no cap).",
+                },
                 "min_gap_seconds": {"type": ["number", "null"]},
                 "timeout_seconds": {"type": ["number", "null"]},
                 "start_deadline_seconds": {"type": ["number", "null"]},

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from corral import durations, errors, forecast, schedule
+from corral.config import NO_CAP
 from corral.spec import Config, JobSpec
 from corral.store import Store
 from corral.store import tables as t
@@ -258,7 +259,7 @@ class JobDetail:
                 "next_runs": [iso_in(x, job.timezone) for x in self.next_times],
                 "next_runs_note": self.next_note,
                 "schedule_interval_seconds": self.interval.total_seconds() if self.interval else None,
-                "max_concurrent": job.max_concurrent,
+                "max_concurrent": None if job.max_concurrent >= NO_CAP else job.max_concurrent,
                 "min_gap_seconds": job.min_gap.total_seconds() if job.min_gap else None,
                 "timeout_seconds": job.timeout.total_seconds() if job.timeout else None,
                 "start_deadline_seconds": job.start_deadline.total_seconds() if job.start_deadline else None,

@@ -166,6 +166,8 @@ def test_the_jobs_api_lists_every_job_with_schedule_words_next_run_and_outcomes(
     assert len(heartbeat["recent_durations"]) == 10
     assert jobs["report"]["next_run"] is None and jobs["report"]["next_run_note"] == "manual only"
     assert jobs["tidy"]["status"] == "enabled" and jobs["tidy"]["paused"] is False
+    found = site.client.get("/api/jobs?q=MANUAL").json()["jobs"]
+    assert [j["name"] for j in found] == ["report"]
 
 
 def test_a_job_shows_the_next_five_fire_times_in_its_timezone_percentiles_and_its_yaml(site: Site) -> None:
@@ -416,6 +418,15 @@ def test_a_redirect_never_leaves_the_site(site: Site) -> None:
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"):
         response = site.client.post("/jobs/report/pause", data={"csrf": token, "next": target}, follow_redirects=False)
         assert response.headers["location"] == "/jobs/report?notice=paused", target
+
+
+def test_a_form_with_too_many_fields_is_400_not_500(site: Site) -> None:
+    token = site.csrf()
+    body = f"csrf={token}&" + "&".join(f"f{i}=x" for i in range(60))
+    response = site.client.post(
+        "/jobs/report/trigger", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 400 and "too many fields" in response.text
 
 
 def test_a_body_over_64_kb_is_413(site: Site) -> None:
