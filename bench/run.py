@@ -183,7 +183,7 @@ def corral_idle(n_jobs: int, seconds: float, tmp: Path) -> tuple[float, float]:
     job_file.write_text("\n".join(lines) + "\n")
     proc = start_up(job_file, tmp / "idle.log")
     try:
-        time.sleep(8)  # start-up and first pass
+        time.sleep(15)  # start-up and first pass
         p = psutil.Process(proc.pid)
         c0 = sum(p.cpu_times()[:2])
         time.sleep(seconds)

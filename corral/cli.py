@@ -17,8 +17,6 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from corral import config as config_mod
 from corral import durations, errors, forecast, schedule
@@ -92,8 +90,16 @@ def common(fn: F) -> F:
     return fn
 
 
-def _console() -> Console:
+def _console() -> Any:
+    from rich.console import Console
+
     return Console(soft_wrap=False, width=max(100, Console().width))
+
+
+def Table(**kw: Any) -> Any:  # noqa: N802 - rich's class, imported when a table is printed
+    from rich.table import Table as RichTable
+
+    return RichTable(**kw)
 
 
 def _emit_json(data: Any) -> None:
@@ -166,7 +172,11 @@ def up(config_path: str | None, db: str | None, host: str | None, port: int | No
     cfg = ctx.cfg
     for warning in cfg.warnings:
         logging.getLogger("corral").warning("%s", warning)
-    store = ctx.store
+    from corral.store import migrate
+
+    store = Store(ctx.store_url)
+    migrate.upgrade_in_child(ctx.store_url, store.engine)
+    ctx._store = store
     engine = Engine(cfg, store, db_override=db)
     engine.install_signal_handlers()
     if not no_web:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
 import heapq
 import itertools
 import re
@@ -268,7 +269,7 @@ def _parse_duration(raw: object, key: str, example: str) -> timedelta:
 # Cron field validation
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: units are module constants
 class _Unit:
     name: str
     lo: int
@@ -445,7 +446,10 @@ def _parse_term(unit: _Unit, term: str, whole: str, values: set[int], special: s
     return f"{text}/{step}" if step is not None else text
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_field(unit: _Unit, whole: str) -> _Field:
+    # Cached: a thousand jobs share a handful of field texts ("*", "0", "*/5"),
+    # and each parsed field holds a set of up to 60 values.
     values: set[int] = set()
     special: set[tuple[str, int, int]] = set()
     text = ",".join(_parse_term(unit, term, whole, values, special) for term in whole.split(","))

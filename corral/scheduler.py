@@ -39,6 +39,7 @@ class Scheduler:
         self._cursors: dict[str, datetime | None] = {}
         self._loaded = False
         self._min_due: object = _UNKNOWN
+        self._unsaved_cursors: dict[str, datetime] = {}
         self.created = 0
         """Run records created so far (the engine dispatches when this grows)."""
 
@@ -62,6 +63,9 @@ class Scheduler:
             for job, row in self.store.job_states().items():
                 self._cursors[job] = row.get("cursor")
             self._loaded = True
+        soonest = self.next_wake(now)
+        if soonest is None or soonest > now:
+            return soonest  # the common case: nothing due, no work
         due_jobs = []
         for name, job in self.jobs.items():
             if not job.enabled or job.manual_only:
@@ -96,6 +100,8 @@ class Scheduler:
         if creates:
             self.store.create_runs(creates, now=now)
             self.created += len(creates)
+        new_cursors.update(self._unsaved_cursors)
+        self._unsaved_cursors = {}
         self.store.set_cursors(new_cursors, now=now)
         for victim in stops:
             self.store.request_stop(victim, "replaced", now=now)
@@ -111,6 +117,9 @@ class Scheduler:
                 if due is not None and (best is None or due < best):
                     best = due
             self._min_due = best
+        if self._unsaved_cursors:
+            self.store.set_cursors(self._unsaved_cursors, now=now)
+            self._unsaved_cursors = {}
         return self._min_due  # type: ignore[return-value]
 
     def _forget(self, name: str) -> None:
@@ -126,7 +135,7 @@ class Scheduler:
         if cursor is None:
             # A job seen for the first time: nothing before now is "missed".
             self._cursors[name] = now
-            self.store.set_cursor(name, now, now=now)
+            self._unsaved_cursors[name] = now
             cursor = now
         due = schedule.next_fire(
             [s for s in job.schedules if s.kind != "after_completion"], cursor

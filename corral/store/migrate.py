@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from corral import errors
 
+if TYPE_CHECKING:  # pragma: no cover
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD = "0001"
+"""The newest migration's revision. Checked against Alembic by the tests; lets a
+store that is already current open without importing Alembic (about 10 MB)."""
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -24,19 +31,26 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def head_revision(engine: Engine) -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The store's schema revision, read without Alembic."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema up to ``revision``; cheap when already there."""
     try:
-        if revision == "head" and current_revision(engine) == head_revision(engine):
+        if revision == "head" and current_revision(engine) == HEAD:
             return
+        from alembic import command
+
         with engine.begin() as conn:
             cfg = alembic_config(engine)
             cfg.attributes["connection"] = conn
@@ -45,3 +59,33 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         from corral.store.queries import redact
 
         raise errors.StoreError(f"store {redact(str(engine.url))} is not usable: {exc}") from exc
+
+
+def upgrade_in_child(url: str, engine: Engine) -> None:
+    """Upgrade the schema from a short-lived child process.
+
+    ``corral up`` runs for months: keeping Alembic (about 10 MB) out of its
+    memory is worth one extra process start when the schema must change."""
+    import subprocess
+    import sys
+
+    if current_revision(engine) == HEAD:
+        return
+    proc = subprocess.run(
+        [sys.executable, "-m", "corral.store.migrate", url], capture_output=True, text=True, timeout=600
+    )
+    if proc.returncode != 0:
+        from corral.store.queries import redact
+
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise errors.StoreError(f"could not upgrade the schema of {redact(url)}: {detail[0]}")
+
+
+if __name__ == "__main__":  # python -m corral.store.migrate URL
+    import sys
+
+    from corral.store.queries import Store
+
+    _store = Store(sys.argv[1])
+    upgrade(_store.engine)
+    _store.close()
