@@ -1,3 +1,3 @@
-from corral.cli import run
+from corral.cli import entry
 
-run()
+entry()

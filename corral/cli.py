@@ -489,7 +489,7 @@ def trigger(config_path: str | None, db: str | None, job: str, wait: bool, as_js
         if not told and not wait:
             click.echo("note: no `corral up` is running on this machine; the run starts when one does", err=True)
     if wait and run.state != t.SUCCEEDED:
-        sys.exit(1)
+        raise click.exceptions.Exit(1)
 
 
 @main.command()
@@ -590,22 +590,28 @@ def forecast_cmd(
 # -- entry point ------------------------------------------------------------------------------
 
 
-def run() -> None:
-    """Console-script entry: our errors become one message and exit status 1."""
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI; our errors become one message on stderr. Returns the exit status."""
     try:
-        main.main(standalone_mode=False)
+        main.main(args=args, prog_name="corral", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        return 130
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except errors.CorralError as exc:
         click.echo(f"error: {exc}", err=True)
         cause = exc.__cause__
-        while cause is not None and not isinstance(exc, errors.ConfigError):
+        while cause is not None and isinstance(exc, (errors.StoreError, errors.ExecError)):
             click.echo(f"  caused by: {cause}", err=True)
             cause = cause.__cause__
-        sys.exit(1)
+        return 1
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(run())
