@@ -85,7 +85,7 @@ _GAP_CHECK_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 # Longest fall-back fold to look back over (real ones are 30 min to 2 h).
 _MAX_FOLD = timedelta(hours=3)
 
-_MACROS = {
+MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
     "@monthly": "0 0 1 * *",
@@ -502,12 +502,12 @@ def _parse_cron(text: str) -> _Cron:
                 "@reboot is not supported; corral runs jobs on a clock schedule, "
                 "so start this one from your init system (systemd, rc.local) or run it by hand"
             )
-        if macro not in _MACROS:
-            close = difflib.get_close_matches(macro, list(_MACROS), n=1)
+        if macro not in MACROS:
+            close = difflib.get_close_matches(macro, list(MACROS), n=1)
             guess = f'did you mean "{close[0]}"? ' if close else ""
             macros = "@hourly, @daily, @midnight, @weekly, @monthly, @yearly or @annually"
             raise errors.ScheduleError(f'unknown macro "{text}"; {guess}use {macros}')
-        expanded = _MACROS[macro]
+        expanded = MACROS[macro]
     parts = expanded.split()
     if len(parts) not in (5, 6):
         extra = "; Quartz's 7th (year) field is not supported" if len(parts) == 7 else ""

@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from corral import schedule
+
 # Entry kinds
 JOB = "job"
 ENV = "env"
@@ -98,16 +100,7 @@ _JENKINS_H = re.compile(r"(?:^|,)H(?:\(|/|,|$)")
 _FIELD_CACHE: tuple[dict[str, str | None], ...] = ({}, {}, {}, {}, {})
 _FIELD_CACHE_MAX = 4096
 
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-    "@reboot": "@reboot",
-}
+_MACROS = {**schedule.MACROS, "@reboot": "@reboot"}
 
 # A token that reads like a cron time field rather than a program or user
 # name: what a 6th/7th Quartz field or a seconds-first Spring expression

@@ -369,20 +369,16 @@ class Store:
 
     def startable_runs(self, *, limit: int = 1000) -> list[Run]:
         """Admitted pending runs, oldest first: what a worker may claim."""
-        query = (
-            sa.select(runs)
-            .where(runs.c.state == t.PENDING, runs.c.admitted.is_(True))
-            .order_by(runs.c.id)
-            .limit(limit)
-        )
-        with self._read() as conn:
-            return [_run(r) for r in conn.execute(query)]
+        return self._pending(admitted=True, limit=limit)
 
     def unadmitted_runs(self, *, limit: int = 1000) -> list[Run]:
         """Runs created outside the engine (``corral trigger``) awaiting the overlap policy."""
+        return self._pending(admitted=False, limit=limit)
+
+    def _pending(self, *, admitted: bool, limit: int) -> list[Run]:
         query = (
             sa.select(runs)
-            .where(runs.c.state == t.PENDING, runs.c.admitted.is_(False))
+            .where(runs.c.state == t.PENDING, runs.c.admitted.is_(admitted))
             .order_by(runs.c.id)
             .limit(limit)
         )
