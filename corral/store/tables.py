@@ -114,3 +114,9 @@ nodes = Table(
     # The last reload error, shown by `corral jobs`; NULL when the job file is good.
     Column("config_error", Text),
 )
+
+# -- pipelines (issue 3): steps of a run, run outputs, links between runs ----------
+
+# -- events (issue 6): the outbox with its gapless sequence, deliveries, monitors ---
+
+# -- web auth (issue 5): users, API tokens, sessions, audit log -----------------------
