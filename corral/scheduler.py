@@ -167,6 +167,19 @@ class Scheduler:
             cursor = now
         timed = [s for s in job.schedules if s.kind != "after_completion"]
         slots, _more = schedule.slots_between(timed, cursor, now, limit=MAX_SKIPS_RECORDED + 1) if timed else ([], 0)
+        if _more and job.catchup.mode != "none":
+            # A long outage: the first slots were listed, but catch-up wants the
+            # newest ones (inside its window), so list those too.
+            span = job.catchup.window
+            while True:  # shrink the span until the newest slots fit the cap
+                tail, beyond = schedule.slots_between(timed, max(cursor, now - span), now, limit=MAX_SKIPS_RECORDED)
+                if not beyond or span <= ON_TIME:
+                    break
+                span = span / 2
+            if tail and tail[-1] != slots[-1]:
+                listed = len(slots)
+                slots = sorted(set(slots) | set(tail))
+                _more = max(0, _more - (len(slots) - listed))
         after = self._after_completion_due(job, cursor, now)
         if after is not None and after <= now and after not in slots:
             slots = sorted(slots + [after])
@@ -184,6 +197,11 @@ class Scheduler:
         to_run: list[tuple[datetime, bool]] = [(s, False) for s in on_time]
         if missed:
             plan = policy.plan_catchup(job.catchup, missed, now=now)
+            if on_time and job.catchup.mode == "latest" and plan.run:
+                # A slot is due right now: it is newer than any missed one.
+                superseded = tuple((s, "missed while corral was not running; the slot due now runs instead "
+                                    "(catchup: latest)") for s in plan.run)
+                plan = policy.CatchupPlan(run=(), skip=tuple(sorted(plan.skip + superseded)))
             for slot, why in plan.skip[:MAX_SKIPS_RECORDED]:
                 creates.append(_row(job, slot, "skipped", policy.CATCHUP, why, catchup=True))
             extra = len(plan.skip) - MAX_SKIPS_RECORDED + more

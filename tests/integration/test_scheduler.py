@@ -131,6 +131,21 @@ def test_a_long_outage_of_a_frequent_job_is_summarised_not_lost(db: Store) -> No
     assert len(summary) == 1 and summary[0].state == t.SKIPPED
 
 
+def test_catchup_latest_after_a_long_outage_runs_the_newest_slot(db: Store) -> None:
+    job = replace(hourly(), name="minutely", schedules=(schedule.parse("* * * * *"),), catchup=CatchupPolicy("latest"))
+    clock = FakeClock(T0)
+    Scheduler(db, {"minutely": job}).enqueue_due(clock.now())
+    clock.set(T0 + timedelta(days=2, seconds=30))
+    Scheduler(db, {"minutely": job}).enqueue_due(clock.now())
+    pending = [r for r in db.list_runs(job="minutely", limit=5000) if r.state == t.PENDING]
+    assert [r.scheduled_for for r in pending] == [T0 + timedelta(days=2)]
+    skipped = [r for r in db.list_runs(job="minutely", limit=5000) if r.state == t.SKIPPED]
+    summary = [r for r in skipped if "further missed slots" in (r.message or "")]
+    listed = len(skipped) - len(summary)
+    extra = int((summary[0].message or "").split()[0])
+    assert listed + extra + 1 == 2 * 24 * 60  # every missed slot is accounted for
+
+
 def test_after_completion_runs_first_at_sight_then_gap_after_each_end(db: Store) -> None:
     job = replace(hourly(), name="tidy", schedules=(schedule.parse({"after_completion": "6h"}),))
     clock = FakeClock(T0)
