@@ -69,11 +69,48 @@ class DstPolicy:
     fold: Literal["cron", "once", "both"] = "cron"
 
 
+ParamType = Literal["string", "int", "bool", "choice"]
+PARAM_TYPES: tuple[str, ...] = ("string", "int", "bool", "choice")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A typed parameter of a job (``params:``); see :mod:`corral.params`.
+
+    ``default`` is None when the parameter must be given on every run."""
+
+    name: str
+    type: ParamType = "string"
+    default: str | int | bool | None = None
+    choices: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a pipeline job (``steps:``); see :mod:`corral.pipeline`."""
+
+    name: str
+    command: tuple[str, ...]
+    """argv, as for :attr:`JobSpec.command`."""
+    shell: bool
+    needs: tuple[str, ...] = ()
+    timeout: timedelta | None = None
+    retries: int = 0
+    """How many times a failed step is started again at once (0 = never)."""
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: Path | None = None
+    continue_on_failure: bool = False
+    """A failure of this step neither skips its dependants nor fails the run."""
+    line: int | None = None
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
     command: tuple[str, ...]
-    """argv to execute. A ``run:`` shell string becomes ``("/bin/sh", "-c", string)``."""
+    """argv to execute. A ``run:`` shell string becomes ``("/bin/sh", "-c", string)``.
+    Empty for a pipeline job (``steps``)."""
     shell: bool
     schedules: tuple["Schedule", ...] = ()
     """Empty means manual-only."""
@@ -97,6 +134,11 @@ class JobSpec:
     """Line of the job's key in the job file (for messages)."""
     source: str = ""
     """The job's own YAML text, as written."""
+    steps: tuple[StepSpec, ...] = ()
+    """Non-empty for a pipeline job; then ``command`` is empty."""
+    parallelism: int = 1
+    """How many steps of one run may execute at once."""
+    params: tuple[ParamSpec, ...] = ()
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -105,6 +147,10 @@ class JobSpec:
     @property
     def manual_only(self) -> bool:
         return not self.schedules
+
+    @property
+    def is_pipeline(self) -> bool:
+        return bool(self.steps)
 
 
 @dataclass(frozen=True)

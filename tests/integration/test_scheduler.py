@@ -1,7 +1,8 @@
-"""The scheduler step with an injected clock and a real SQLite store."""
+"""The scheduler step with an injected clock, on real SQLite and real PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -24,8 +25,11 @@ def hourly(**kw: object) -> JobSpec:
 
 
 @pytest.fixture
-def db(sqlite_url: str) -> Store:
-    return open_store(sqlite_url)
+def db(store_url: str) -> Iterator[Store]:
+    """The same scheduler tests on real SQLite and real PostgreSQL."""
+    store = open_store(store_url)
+    yield store
+    store.close()
 
 
 def states(store: Store, job: str = "hourly") -> list[tuple[str, str, str | None]]:
