@@ -98,7 +98,7 @@ def corral_burst(n: int, tmp: Path) -> list[float]:
     store = None
     try:
         db = tmp / ".corral" / "corral.db"
-        wait_until(db.exists, 30)
+        wait_until(lambda: "corral up:" in (tmp / "burst.log").read_text(), 60)
         store = open_store(f"sqlite:///{db}", migrate=False)
 
         def started() -> bool:
@@ -144,8 +144,7 @@ def corral_throughput(n: int, tmp: Path) -> float:
     store = None
     try:
         db = tmp / ".corral" / "corral.db"
-        wait_until(db.exists, 30)
-        time.sleep(1.0)
+        wait_until(lambda: "corral up:" in (tmp / "through.log").read_text(), 60)
         store = open_store(f"sqlite:///{db}", migrate=False)
         now = datetime.now(timezone.utc)
         specs = [
