@@ -21,7 +21,19 @@ UNREACHABLE = "unreachable"
 AUTH_FAILED = "auth_failed"
 PERMISSION_DENIED = "permission_denied"
 ERROR = "error"
-HOST_STATUSES: tuple[str, ...] = (OK, UNREACHABLE, AUTH_FAILED, PERMISSION_DENIED, ERROR)
+HOST_KEY_UNKNOWN = "host_key_unknown"
+"""The host's key is not in known_hosts (first contact; see ``--accept-new``)."""
+HOST_KEY_MISMATCH = "host_key_mismatch"
+"""The host presented a key other than the one known_hosts holds for it."""
+HOST_STATUSES: tuple[str, ...] = (
+    OK,
+    UNREACHABLE,
+    AUTH_FAILED,
+    HOST_KEY_UNKNOWN,
+    HOST_KEY_MISMATCH,
+    PERMISSION_DENIED,
+    ERROR,
+)
 
 JSON_VERSION = 1
 
