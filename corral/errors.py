@@ -73,3 +73,7 @@ class Conflict(CorralError):
 
 class ExecError(CorralError):
     """The command could not be started."""
+
+
+class ParamError(CorralError):
+    """A job parameter is missing, unknown or not valid."""

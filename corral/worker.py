@@ -10,6 +10,7 @@ behind by a previous ``corral up`` that died.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -17,15 +18,17 @@ import signal as signals
 import socket
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from corral import durations, executor, policy
-from corral.spec import JobSpec, Settings
+from corral import durations, errors, executor, pipeline, policy
+from corral import params as params_mod
+from corral.spec import JobSpec, Settings, StepSpec
 from corral.store import Store
 from corral.store import tables as t
-from corral.store.queries import Run
+from corral.store.queries import Run, Step
 
 log = logging.getLogger("corral.worker")
 
@@ -36,6 +39,45 @@ def log_path_for(settings: Settings, job: str, run_id: int) -> Path:
 
 def exit_path_for(settings: Settings, job: str, run_id: int) -> Path:
     return settings.log_dir / job / f"{run_id}.exit"
+
+
+def step_dir_for(settings: Settings, job: str, run_id: int) -> Path:
+    """Where a pipeline run keeps its steps' logs, exit files and outputs."""
+    return settings.log_dir / job / str(run_id)
+
+
+def step_log_path_for(settings: Settings, job: str, run_id: int, step: str) -> Path:
+    return step_dir_for(settings, job, run_id) / f"{step}.log"
+
+
+def step_key(step_id: int) -> int:
+    """The executor key of a step's process. Steps are keyed by their negated
+    row id, so they never collide with runs (positive ids) in one Supervisor."""
+    return -step_id
+
+
+RERUN_TRIGGERS = ("retry", "rerun_failed")
+"""Triggers of a new attempt that keeps the succeeded steps of ``retry_of``:
+the job's own ``retries`` and ``corral retry --from-failed``."""
+
+
+@dataclass
+class _Pipeline:
+    """A pipeline run this worker drives: the step rows as last written, and
+    the state of the run that is not in the store (why it is stopping)."""
+
+    run: Run
+    job: JobSpec
+    steps: dict[str, Step]
+    params: dict[str, Any]
+    deadline: datetime | None
+    stopping: tuple[str, str] | None = None
+    """(reason, message) once the run is being cancelled, replaced, timed out or shut down."""
+    running: dict[int, str] = field(default_factory=dict)
+    """step row id -> step name of the steps with a live process."""
+
+    def spec_of(self, name: str) -> StepSpec:
+        return next(step for step in self.job.steps if step.name == name)
 
 
 def final_state(outcome: executor.Outcome) -> tuple[str, str | None, str]:
@@ -87,6 +129,10 @@ class Worker:
         self.finished_jobs: set[str] = set()
         """Jobs with a run that ended since the engine last looked (for after_completion)."""
         self._base_env = dict(os.environ)
+        self._pipelines: dict[int, _Pipeline] = {}
+        """Pipeline runs in flight here, by run id."""
+        self._step_runs: dict[int, int] = {}
+        """step row id -> run id, for the steps with a live process."""
 
     def set_jobs(self, settings: Settings, jobs: Mapping[str, JobSpec]) -> None:
         self.settings = settings
@@ -169,6 +215,10 @@ class Worker:
             return next_at
         won = set(self.store.claim_many([r.id for r in chosen], node=self.node, now=now))
         mine = [r for r in chosen if r.id in won]  # the others were taken by another node
+        if any(self.jobs[r.job].steps for r in mine):
+            for run in [r for r in mine if self.jobs[r.job].steps]:
+                self._start_pipeline(run, self.jobs[run.job], now)
+            mine = [r for r in mine if not self.jobs[r.job].steps]
         results = self.supervisor.launch_many([self._launch_spec(self.jobs[r.job], r) for r in mine])
         started: list[tuple[int, dict[str, Any]]] = []
         failed: list[executor.Outcome] = []
@@ -205,6 +255,11 @@ class Worker:
             CORRAL_TRIGGER=run.trigger,
             CORRAL_NODE=self.node,
         )
+        if job.params:
+            # A bad stored value (the job file changed since the trigger) is
+            # left out here; the run then sees the parameter missing. Pipeline
+            # runs fail instead (see _start_pipeline); plain runs keep the fast path.
+            env.update(params_mod.env(self._param_values(job, run, strict=False)))
         return executor.Launch(
             run_id=run.id,
             argv=job.command,
@@ -220,7 +275,10 @@ class Worker:
     # -- stopping runs ----------------------------------------------------------------
 
     def apply_stop_requests(self, now: datetime) -> None:
-        mine = self.supervisor.running()
+        mine = [key for key in self.supervisor.running() if key > 0]
+        if self._pipelines:
+            for run in self.store.stop_requests(list(self._pipelines)):
+                self._stop_pipeline(self._pipelines[run.id], run.stop_requested or "cancel", now)
         for run in self.store.stop_requests(mine):
             why = {"replaced": "replace"}.get(run.stop_requested or "", run.stop_requested)
             if why not in ("cancel", "replace", "shutdown", "timeout"):
@@ -237,6 +295,11 @@ class Worker:
         and the release of queued runs."""
         if not outcomes:
             return
+        if any(o.run_id < 0 for o in outcomes):
+            self._record_steps([o for o in outcomes if o.run_id < 0], now)
+            outcomes = [o for o in outcomes if o.run_id > 0]
+            if not outcomes:
+                return
         runs = self.store.get_runs([o.run_id for o in outcomes])
         changes: list[tuple[int, str, dict[str, Any]]] = []
         for outcome in outcomes:
@@ -394,7 +457,325 @@ class Worker:
                 reason="lost",
                 message="its process was gone when corral restarted, with no exit status recorded",
             )
+            self._close_steps_of_lost(run.id, now)
             log.warning("run %s of %s lost", run.id, run.job)
             if job is not None:
                 self._maybe_retry(job, run, t.LOST, None, now)
                 self._release_next(job, now)
+
+    # -- pipelines (issue 3) ----------------------------------------------------------
+    #
+    # A pipeline run is claimed like any run, but has no process of its own:
+    # each step is a process keyed by step_key(step row id) in the same
+    # Supervisor. pipeline.plan decides what starts and what is skipped;
+    # pipeline.run_state decides the run's state once no step is left.
+
+    def _param_values(self, job: JobSpec, run: Run, *, strict: bool) -> dict[str, Any]:
+        given = json.loads(run.params) if run.params else {}
+        try:
+            return params_mod.resolve(job.params, given, job=job.name)
+        except errors.ParamError:
+            if strict:
+                raise
+            known = {p.name for p in job.params}
+            values = {p.name: p.default for p in job.params if p.default is not None}
+            values.update({k: v for k, v in given.items() if k in known})
+            return values
+
+    def _start_pipeline(self, run: Run, job: JobSpec, now: datetime) -> None:
+        """Create the run's step rows (keeping succeeded ones of the attempt it
+        resumes) and start what may start."""
+        previous: dict[str, Step] = {}
+        if run.trigger in RERUN_TRIGGERS and run.retry_of is not None:
+            previous = {step.name: step for step in self.store.get_steps(run.retry_of)}
+        rerun = set(pipeline.to_rerun(job.steps, {n: s.state for n, s in previous.items()}, from_failed=bool(previous)))
+        rows: list[dict[str, Any]] = []
+        for position, step in enumerate(job.steps):
+            old = previous.get(step.name)
+            if step.name in rerun or old is None:
+                rows.append(dict(name=step.name, position=position, state=t.PENDING))
+                continue
+            rows.append(
+                dict(
+                    name=step.name, position=position, state=t.SUCCEEDED, reason=pipeline.KEPT,
+                    message=f"kept: succeeded in run {run.retry_of}", started_at=old.started_at,
+                    ended_at=old.ended_at, exit_code=old.exit_code, peak_rss=old.peak_rss,
+                    cpu_seconds=old.cpu_seconds, log_path=old.log_path, log_bytes=old.log_bytes,
+                    outputs=old.outputs, kept_from=old.id,
+                )
+            )
+        steps = self.store.create_steps(run.id, rows, now=now)
+        started_at = run.started_at or now
+        deadline = started_at + job.timeout if job.timeout is not None else None
+        try:
+            values = self._param_values(job, run, strict=True)
+        except errors.ParamError as exc:
+            values = {}
+            stopping: tuple[str, str] | None = ("bad_params", str(exc))
+        else:
+            stopping = None
+        pr = _Pipeline(run=run, job=job, steps={s.name: s for s in steps}, params=values, deadline=deadline, stopping=stopping)
+        self._pipelines[run.id] = pr
+        log.info("run %s of %s started: pipeline of %d step(s)", run.id, run.job, len(job.steps))
+        self._advance(pr, now)
+
+    def _stop_pipeline(self, pr: _Pipeline, why: str, now: datetime) -> None:
+        if pr.stopping is not None:
+            return
+        texts = {
+            "cancel": ("cancelled", "cancelled while running"),
+            "cancelled": ("cancelled", "cancelled while running"),
+            "replace": ("replaced", "terminated to make room for a newer run (overlap: replace)"),
+            "replaced": ("replaced", "terminated to make room for a newer run (overlap: replace)"),
+            "shutdown": ("shutdown", "terminated because corral shut down and the drain period ran out"),
+            "timeout": ("timeout", "the run reached its timeout"),
+        }
+        pr.stopping = texts.get(why, ("cancelled", "cancelled while running"))
+        signal_why = {"cancelled": "cancel", "replaced": "replace", "shutdown": "shutdown", "timeout": "timeout"}[pr.stopping[0]]
+        for step_id in list(pr.running):
+            self.supervisor.stop(step_key(step_id), signal_why)
+        self._advance(pr, now)
+
+    def _step_env(self, pr: _Pipeline, step: StepSpec, row: Step, output_path: Path) -> dict[str, str]:
+        run, job = pr.run, pr.job
+        env = dict(self._base_env)
+        env.update(job.env_dict)
+        env.update(step.env)
+        outputs: dict[str, str] = {}
+        for other in job.steps:  # outputs of finished steps, in file order
+            done = pr.steps.get(other.name)
+            if done is not None and done.state == t.SUCCEEDED:
+                outputs.update(done.output_values)
+        env.update(pipeline.output_env(outputs))
+        env.update(params_mod.env(pr.params))
+        env.update(
+            CORRAL_JOB=job.name,
+            CORRAL_RUN_ID=str(run.id),
+            CORRAL_ATTEMPT=str(run.attempt),
+            CORRAL_SCHEDULED_FOR=run.scheduled_for.isoformat(),
+            CORRAL_TRIGGER=run.trigger,
+            CORRAL_NODE=self.node,
+            CORRAL_STEP=step.name,
+            CORRAL_STEP_ATTEMPT=str(row.attempt),
+            CORRAL_OUTPUT=str(output_path),
+        )
+        return env
+
+    def _advance(self, pr: _Pipeline, now: datetime) -> None:
+        """Skip what can no longer run, start what may start, and finish the run
+        when no step is left."""
+        while True:
+            if pr.stopping is None and not self.accepting:
+                pr.stopping = ("shutdown", "corral shut down before the step could start")
+            if pr.stopping is None and pr.deadline is not None and now >= pr.deadline:
+                self._stop_pipeline(pr, "timeout", now)
+                return
+            states = {name: step.state for name, step in pr.steps.items()}
+            decided = pipeline.plan(pr.job.steps, states, parallelism=pr.job.parallelism, stopping=pr.stopping)
+            if decided.skip:
+                changes = [
+                    (pr.steps[s.name].id, t.SKIPPED, dict(reason=s.reason, message=s.message)) for s in decided.skip
+                ]
+                self._change_steps(pr, changes, now, expect=(t.PENDING,))
+            if not decided.start:
+                break
+            failed = self._launch_steps(pr, decided.start, now)
+            if not failed:
+                break
+            self._finish_steps(pr, failed, now)  # could not start: recorded, then plan again
+        if not pr.running and pipeline.run_state(pr.job.steps, {n: s.state for n, s in pr.steps.items()}) is not None:
+            self._finish_pipeline(pr, now)
+
+    def _launch_steps(self, pr: _Pipeline, names: tuple[str, ...], now: datetime) -> list[executor.Outcome]:
+        launches: list[executor.Launch] = []
+        folder = step_dir_for(self.settings, pr.job.name, pr.run.id)
+        for name in names:
+            step, row = pr.spec_of(name), pr.steps[name]
+            output_path = folder / f"{name}.output"
+            try:
+                output_path.parent.mkdir(parents=True, exist_ok=True)
+                output_path.unlink(missing_ok=True)
+            except OSError:
+                pass  # the executor reports an unusable folder when it opens the log
+            timeout = step.timeout.total_seconds() if step.timeout is not None else None
+            if pr.deadline is not None:
+                left = max(0.001, (pr.deadline - now).total_seconds())
+                timeout = left if timeout is None else min(timeout, left)
+            cwd = step.cwd or pr.job.cwd
+            launches.append(
+                executor.Launch(
+                    run_id=step_key(row.id),
+                    argv=step.command,
+                    env=self._step_env(pr, step, row, output_path),
+                    cwd=str(cwd) if cwd else str(self.settings.config_path.parent),
+                    log_path=folder / f"{name}.log",
+                    exit_path=folder / f"{name}.{row.attempt}.exit",
+                    timeout=timeout,
+                    kill_grace=pr.job.kill_grace.total_seconds(),
+                    log_max_bytes=pr.job.log_max_bytes,
+                )
+            )
+        results = self.supervisor.launch_many(launches)
+        started: list[tuple[int, str, dict[str, Any]]] = []
+        failed: list[executor.Outcome] = []
+        for launch, result in zip(launches, results):
+            if isinstance(result, executor.Outcome):
+                failed.append(result)
+                continue
+            step_id = -launch.run_id
+            pr.running[step_id] = next(n for n, s in pr.steps.items() if s.id == step_id)
+            self._step_runs[step_id] = pr.run.id
+            started.append(
+                (step_id, t.RUNNING, dict(
+                    pid=result.pid, pgid=result.pgid, proc_start=result.start_time,
+                    started_at=result.started_at, log_path=str(launch.log_path),
+                ))
+            )
+        self._change_steps(pr, started, now, expect=(t.PENDING,))
+        return failed
+
+    def _change_steps(
+        self, pr: _Pipeline, changes: list[tuple[int, str, dict[str, Any]]], now: datetime, *, expect: tuple[str, ...]
+    ) -> None:
+        """Write step state changes, and apply the ones that took to the copy in
+        memory (this worker owns the run, so reading the rows back is not needed)."""
+        done = self.store.transition_steps(changes, now=now, expect=expect)
+        names = {step.id: name for name, step in pr.steps.items()}
+        for (step_id, state, values), ok in zip(changes, done):
+            if not ok:
+                continue
+            update = dict(values, state=state, updated_at=now)
+            if state in t.FINAL_STATES and "ended_at" not in update:
+                update["ended_at"] = now
+            if isinstance(update.get("outputs"), dict):
+                update["outputs"] = json.dumps(update["outputs"], sort_keys=True)
+            name = names[step_id]
+            pr.steps[name] = replace(pr.steps[name], **update)
+
+    def _record_steps(self, outcomes: list[executor.Outcome], now: datetime) -> None:
+        by_run: dict[int, list[executor.Outcome]] = {}
+        for outcome in outcomes:
+            run_id = self._step_runs.pop(-outcome.run_id, None)
+            if run_id is None or run_id not in self._pipelines:
+                log.warning("no pipeline run for step %s that ended", -outcome.run_id)
+                continue
+            by_run.setdefault(run_id, []).append(outcome)
+        for run_id, items in by_run.items():
+            pr = self._pipelines[run_id]
+            for outcome in items:
+                pr.running.pop(-outcome.run_id, None)
+            self._finish_steps(pr, items, now)
+            self._advance(pr, now)
+
+    def _finish_steps(self, pr: _Pipeline, outcomes: list[executor.Outcome], now: datetime) -> None:
+        """Final states (or a retry) of steps whose process ended or never started."""
+        names = {s.id: n for n, s in pr.steps.items()}
+        changes: list[tuple[int, str, dict[str, Any]]] = []
+        for outcome in outcomes:
+            step_id = -outcome.run_id
+            name = names.get(step_id)
+            if name is None:
+                continue
+            row, step = pr.steps[name], pr.spec_of(name)
+            state, reason, message = final_state(outcome)
+            if outcome.stopped_by == "timeout" and pr.deadline is not None and now >= pr.deadline - timedelta(seconds=1):
+                message = "killed when the run reached its timeout"
+                if pr.stopping is None:
+                    pr.stopping = ("timeout", f"the run reached its timeout of {durations.format(pr.job.timeout or timedelta(0))}")
+            elif outcome.stopped_by in ("cancel", "replace", "shutdown") and pr.stopping is None:
+                pr.stopping = (reason or "cancelled", message)
+            if outcome.orphans_killed:
+                message += f"; {outcome.orphans_killed} leftover background process(es) killed"
+            outputs, complaints = self._read_outputs(pr, name)
+            if complaints:
+                message += "; " + "; ".join(complaints)
+            values: dict[str, Any] = dict(
+                reason=reason, message=message, exit_code=outcome.exit_code, signal=outcome.signal,
+                ended_at=outcome.ended_at, peak_rss=outcome.peak_rss, cpu_seconds=outcome.cpu_seconds,
+                log_bytes=outcome.log_bytes, outputs=outputs or None,
+            )
+            if row.started_at is None:
+                values["started_at"] = outcome.ended_at
+            if state in (t.FAILED, t.TIMED_OUT) and row.attempt <= step.retries and pr.stopping is None and self.accepting:
+                values.update(
+                    attempt=row.attempt + 1,
+                    message=f"retry {row.attempt} of {step.retries} after attempt {row.attempt} {state}: {message}",
+                )
+                values.pop("ended_at")
+                changes.append((step_id, t.PENDING, values))
+                log.info("step %s of run %s %s; retrying (%s of %s)", name, pr.run.id, state, row.attempt, step.retries)
+                continue
+            changes.append((step_id, state, values))
+            log.info("step %s of run %s %s: %s", name, pr.run.id, state, message)
+        self._change_steps(pr, changes, now, expect=(t.PENDING, t.RUNNING))
+
+    def _read_outputs(self, pr: _Pipeline, name: str) -> tuple[dict[str, str], list[str]]:
+        path = step_dir_for(self.settings, pr.job.name, pr.run.id) / f"{name}.output"
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(pipeline.OUTPUT_MAX_BYTES + 1)
+        except FileNotFoundError:
+            return {}, []
+        except OSError as exc:
+            return {}, [f"cannot read $CORRAL_OUTPUT: {exc.strerror}"]
+        complaints: list[str] = []
+        if len(data) > pipeline.OUTPUT_MAX_BYTES:
+            data = data[: pipeline.OUTPUT_MAX_BYTES]
+            complaints.append(f"$CORRAL_OUTPUT cut at {pipeline.OUTPUT_MAX_BYTES} bytes")
+        outputs, problems = pipeline.parse_outputs(data.decode("utf-8", "replace"))
+        return outputs, complaints + problems
+
+    def _finish_pipeline(self, pr: _Pipeline, now: datetime) -> None:
+        """The run's final state from its steps, its outputs and result, then
+        what any run does at its end (retry, release the queue)."""
+        self._pipelines.pop(pr.run.id, None)
+        steps = [pr.steps[s.name] for s in pr.job.steps if s.name in pr.steps]
+        verdict = pipeline.run_state(pr.job.steps, {s.name: s.state for s in steps})
+        assert verdict is not None  # _advance only calls when every step is final
+        state, reason, message = verdict.state, verdict.reason, verdict.message
+        if pr.stopping is not None:
+            why, text = pr.stopping
+            state = t.TIMED_OUT if why == "timeout" else t.FAILED if why == "bad_params" else t.CANCELLED
+            reason, message = why, f"{text}; {message}"
+        failed = next((s for s in steps if s.state in (t.FAILED, t.TIMED_OUT, t.LOST)), None)
+        exit_code = 0 if state == t.SUCCEEDED else (failed.exit_code if failed else None)
+        outputs: dict[str, str] = {}
+        for step in steps:
+            if step.state == t.SUCCEEDED:
+                outputs.update(step.output_values)
+        if state != t.SUCCEEDED:  # what a failed step wrote is named in the note, never taken as the verdict
+            written: dict[str, str] = {}
+            for step in steps:
+                written.update(step.output_values)
+            result = pipeline.result_of(written, state=state, message=message)
+        else:
+            result = pipeline.result_of(outputs, state=state, message=message)
+        self.store.set_run_result(pr.run.id, outputs=outputs, result=result, now=now)
+        values: dict[str, Any] = dict(
+            reason=reason,
+            message=message,
+            exit_code=exit_code,
+            ended_at=now,
+            peak_rss=max((s.peak_rss or 0 for s in steps), default=0) or None,
+            cpu_seconds=sum(s.cpu_seconds or 0.0 for s in steps if s.kept_from is None),
+            log_bytes=sum(s.log_bytes or 0 for s in steps),
+        )
+        if not self.store.transition(pr.run.id, state, now=now, expect=(t.RUNNING,), **values):
+            return
+        self.finished_jobs.add(pr.run.job)
+        log.info("run %s of %s %s: %s", pr.run.id, pr.run.job, state, message)
+        job = self.jobs.get(pr.run.job)
+        if job is None:
+            return
+        self._maybe_retry(job, pr.run, state, exit_code, now)
+        self._release_next(job, now)
+
+    def _close_steps_of_lost(self, run_id: int, now: datetime) -> None:
+        """After a crash, the steps of a lost pipeline run end too: running ones lost, pending ones skipped."""
+        changes: list[tuple[int, str, dict[str, Any]]] = []
+        for step in self.store.get_steps(run_id):
+            if step.state == t.RUNNING:
+                changes.append((step.id, t.LOST, dict(reason="lost", message="corral restarted while it ran")))
+            elif step.state == t.PENDING:
+                changes.append((step.id, t.SKIPPED, dict(reason="lost", message="the run was lost before it started")))
+        self.store.transition_steps(changes, now=now)

@@ -1,0 +1,123 @@
+"""Step bookkeeping overhead (issue 3): a 50-step linear pipeline of ``true``
+against the same 50 commands run one after another in a plain loop.
+
+    .venv/bin/python bench/bench_pipeline.py [--steps 50] [--repeat 3]
+
+The pipeline runs in a real Engine (in this process) on a real SQLite store;
+every step gets its row, its state changes, its log and exit file. Its time is
+the run's recorded start-to-end. The loop spawns ``/bin/sh -c true`` with
+posix_spawn and waits, which is what a step's command costs at the least.
+Target: pipeline <= 2x loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from corral import config  # noqa: E402
+from corral.engine import Engine  # noqa: E402
+from corral.store import open_store  # noqa: E402
+from corral.store import tables as t  # noqa: E402
+
+
+def plain_loop(count: int) -> float:
+    start = time.perf_counter()
+    for _ in range(count):
+        pid = os.posix_spawn("/bin/sh", ["sh", "-c", "true"], dict(os.environ))
+        os.waitpid(pid, 0)
+    return time.perf_counter() - start
+
+
+def executor_loop(count: int, folder: Path) -> float:
+    """The same commands through corral's Supervisor alone, one after another:
+    the per-process floor (wrapper shell, exit file, tree scan) without any store."""
+    import queue
+
+    from corral import executor
+
+    done: queue.SimpleQueue[executor.Outcome] = queue.SimpleQueue()
+    supervisor = executor.Supervisor(on_exit=done.put)
+    supervisor.start()
+    try:
+        start = time.perf_counter()
+        for index in range(count):
+            launch = executor.Launch(
+                run_id=index + 1, argv=("/bin/sh", "-c", "true"), env=dict(os.environ), cwd=str(folder),
+                log_path=folder / f"{index}.log", exit_path=folder / f"{index}.exit",
+            )
+            supervisor.launch(launch)
+            done.get(timeout=30)
+        return time.perf_counter() - start
+    finally:
+        supervisor.close()
+
+
+def pipeline_run(count: int, folder: Path) -> float:
+    lines = ["jobs:", "  chain:", "    steps:"]
+    for index in range(count):
+        needs = f", needs: [s{index - 1}]" if index else ""
+        lines.append(f'      - {{name: s{index}, run: "true"{needs}}}')
+    path = folder / "corral.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    cfg = config.load(path)
+    store = open_store(cfg.settings.store_url)
+    engine = Engine(cfg, store)
+    thread = threading.Thread(target=engine.run_forever, daemon=True)
+    thread.start()
+    try:
+        now = datetime.now(timezone.utc)
+        run_id = store.create_run(job="chain", state=t.PENDING, trigger="manual", scheduled_for=now, now=now,
+                                  admitted=False)
+        assert run_id is not None
+        engine.wake()
+        deadline = time.monotonic() + 120
+        while True:
+            run = store.get_run(run_id)
+            if run.state in t.FINAL_STATES:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("pipeline did not finish in 120 s")
+            time.sleep(0.01)
+        assert run.state == t.SUCCEEDED, run.message
+        assert run.started_at is not None and run.ended_at is not None
+        return (run.ended_at - run.started_at).total_seconds()
+    finally:
+        engine.request_stop()
+        thread.join(timeout=60)
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    loops, execs, pipes = [], [], []
+    for _ in range(args.repeat):
+        loops.append(plain_loop(args.steps))
+        with tempfile.TemporaryDirectory() as tmp:
+            execs.append(executor_loop(args.steps, Path(tmp)))
+        with tempfile.TemporaryDirectory() as tmp:
+            pipes.append(pipeline_run(args.steps, Path(tmp)))
+    loop, execd, pipe = statistics.median(loops), statistics.median(execs), statistics.median(pipes)
+    print(f"{args.steps}-step linear pipeline of true, median of {args.repeat}:")
+    print(f"  plain posix_spawn loop : {loop * 1000:8.1f} ms ({loop / args.steps * 1000:.2f} ms/command)")
+    print(f"  executor only, no store: {execd * 1000:8.1f} ms ({execd / args.steps * 1000:.2f} ms/command)")
+    print(f"  corral pipeline        : {pipe * 1000:8.1f} ms ({pipe / args.steps * 1000:.2f} ms/step)")
+    print(f"  ratio to the plain loop: {pipe / loop:8.2f}x  (target <= 2x)")
+    print(f"  ratio to executor only : {pipe / execd:8.2f}x  (what step bookkeeping adds)")
+
+
+if __name__ == "__main__":
+    main()

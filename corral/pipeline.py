@@ -1,0 +1,275 @@
+"""Pure pipeline logic: the step graph and what happens next in a run.
+
+A pipeline job has ``steps``, each naming the steps it ``needs``. Nothing here
+does I/O or reads the clock: the worker passes the steps' current states and
+gets back which steps to start, which to skip and, once nothing is left to
+do, the run's state derived from its steps.
+
+Step states are the run states that apply to one process: ``pending``,
+``running``, then one of ``succeeded``, ``failed``, ``timed_out``,
+``cancelled``, ``lost`` or ``skipped`` (with a reason such as
+``upstream_failed``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from corral.spec import StepSpec
+
+PENDING = "pending"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+TIMED_OUT = "timed_out"
+CANCELLED = "cancelled"
+LOST = "lost"
+SKIPPED = "skipped"
+
+ACTIVE = (PENDING, RUNNING)
+FINAL = (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, LOST, SKIPPED)
+FAILURES = (FAILED, TIMED_OUT, LOST)
+"""Final states that ``continue_on_failure`` lets dependants run after."""
+
+UPSTREAM_FAILED = "upstream_failed"
+KEPT = "kept"
+"""Reason of a step carried over, succeeded, from an earlier attempt (``retry --from-failed``)."""
+
+OUTPUT_MAX_BYTES = 64 * 1024
+_OUTPUT_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+RESULT_KEYS = ("verdict", "note")
+"""Output keys that make up the run-level result."""
+
+
+# -- the graph -------------------------------------------------------------------
+
+
+def find_cycle(graph: Sequence[tuple[str, Sequence[str]]]) -> list[str] | None:
+    """A cycle of ``(name, needs)`` pairs as ``[a, b, ..., a]`` (a needs b ...), or None.
+
+    Names in ``needs`` that are not in the graph are ignored (they are a
+    separate mistake). The first cycle found in file order is returned, so
+    the message is stable."""
+    needs = {name: list(wanted) for name, wanted in graph}
+    color: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        color[name] = 1
+        path.append(name)
+        for nxt in needs.get(name, ()):
+            if nxt not in needs:
+                continue
+            if color.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in color:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        color[name] = 2
+        return None
+
+    for name, _ in graph:
+        if name not in color:
+            found = visit(name)
+            if found:
+                return found
+    return None
+
+
+def order(steps: Sequence[StepSpec]) -> list[StepSpec]:
+    """Steps so that each comes after everything it needs; otherwise in file order.
+
+    The graph must be acyclic (the job file loader guarantees it)."""
+    position = {step.name: index for index, step in enumerate(steps)}
+    done: set[str] = set()
+    out: list[StepSpec] = []
+    remaining = list(steps)
+    while remaining:
+        for step in remaining:
+            if all(n in done or n not in position for n in step.needs):
+                out.append(step)
+                done.add(step.name)
+                remaining.remove(step)
+                break
+        else:  # pragma: no cover - a cycle; the loader rejects those
+            raise ValueError(f"steps {[s.name for s in remaining]} form a cycle")
+    return out
+
+
+# -- deciding what happens next ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Skip:
+    name: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    start: tuple[str, ...]
+    """Steps to start now, in file order, at most ``parallelism`` minus the running ones."""
+    skip: tuple[Skip, ...]
+    """Pending steps that will never run."""
+
+
+def _lets_through(step: StepSpec, state: str) -> bool:
+    return state == SUCCEEDED or (step.continue_on_failure and state in FAILURES)
+
+
+def plan(
+    steps: Sequence[StepSpec],
+    states: Mapping[str, str],
+    *,
+    parallelism: int,
+    stopping: tuple[str, str] | None = None,
+) -> Plan:
+    """What to do with the pending steps of a run, given every step's state.
+
+    ``stopping`` is ``(reason, message)`` when the run is being stopped
+    (cancel, timeout, shutdown): then nothing starts and every pending step is
+    skipped with that reason. Otherwise a pending step whose needs did not all
+    pass is skipped with reason ``upstream_failed``, and the pending steps
+    whose needs all passed start, in file order, up to ``parallelism``."""
+    by_name = {step.name: step for step in steps}
+    position = {step.name: index for index, step in enumerate(steps)}
+    current = dict(states)
+    skips: list[Skip] = []
+    ready: list[str] = []
+    for step in order(steps):
+        if current.get(step.name, PENDING) != PENDING:
+            continue
+        if stopping is not None:
+            skips.append(Skip(step.name, stopping[0], stopping[1]))
+            current[step.name] = SKIPPED
+            continue
+        blocker = None
+        waiting = False
+        for need in step.needs:
+            upstream = by_name.get(need)
+            state = current.get(need, PENDING)
+            if upstream is None:
+                continue
+            if state in ACTIVE:
+                waiting = True
+            elif not _lets_through(upstream, state):
+                blocker = (need, state)
+                break
+        if blocker is not None:
+            need, state = blocker
+            verb = "was skipped" if state == SKIPPED else f"ended {state}"
+            skips.append(Skip(step.name, UPSTREAM_FAILED, f"not run: step {need} {verb}"))
+            current[step.name] = SKIPPED
+        elif not waiting:
+            ready.append(step.name)
+    running = sum(1 for state in current.values() if state == RUNNING)
+    room = max(0, parallelism - running)
+    ready.sort(key=position.__getitem__)
+    return Plan(start=tuple(ready[:room]), skip=tuple(skips))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str
+    reason: str | None
+    message: str
+
+
+def run_state(steps: Sequence[StepSpec], states: Mapping[str, str]) -> Verdict | None:
+    """The run's state derived from its steps; None while a step is pending or running.
+
+    A failure of a ``continue_on_failure`` step does not fail the run. Of the
+    other failures, a cancelled step makes the run cancelled, then a timed-out
+    one timed_out, then any other failure failed."""
+    if any(states.get(step.name, PENDING) in ACTIVE for step in steps):
+        return None
+    blocking = [s for s in steps if states.get(s.name) in FAILURES + (CANCELLED,) and not _lets_through(s, states[s.name])]
+    skipped = [s.name for s in steps if states.get(s.name) == SKIPPED]
+    tolerated = [s.name for s in steps if s.continue_on_failure and states.get(s.name) in FAILURES]
+    tail = f"; {len(skipped)} skipped ({', '.join(skipped)})" if skipped else ""
+    if not blocking:
+        ok = sum(1 for s in steps if states.get(s.name) == SUCCEEDED)
+        note = f"; step(s) {', '.join(tolerated)} failed (continue_on_failure)" if tolerated else ""
+        return Verdict(SUCCEEDED, None, f"{ok} of {len(steps)} step(s) succeeded{note}{tail}")
+    names = ", ".join(s.name for s in blocking)
+    kinds = {states[s.name] for s in blocking}
+    if CANCELLED in kinds:
+        return Verdict(CANCELLED, "cancelled", f"step(s) {names} cancelled{tail}")
+    if TIMED_OUT in kinds:
+        return Verdict(TIMED_OUT, "step_timeout", f"step(s) {names} timed out{tail}")
+    return Verdict(FAILED, "step_failed", f"step(s) {names} failed{tail}")
+
+
+def to_rerun(steps: Sequence[StepSpec], previous: Mapping[str, str], *, from_failed: bool) -> list[str]:
+    """Names of the steps a new attempt runs: all of them, or with
+    ``from_failed`` every step that did not succeed last time (failed,
+    timed out, cancelled, lost, skipped, or new in the job file)."""
+    if not from_failed:
+        return [step.name for step in steps]
+    return [step.name for step in steps if previous.get(step.name) != SUCCEEDED]
+
+
+# -- outputs ------------------------------------------------------------------------
+
+
+def parse_outputs(text: str) -> tuple[dict[str, str], list[str]]:
+    """Outputs a step wrote to ``$CORRAL_OUTPUT``, and complaints about what was ignored.
+
+    Either one JSON object (values that are not text are kept as JSON text) or
+    ``key=value`` lines (blank lines and ``#`` comments ignored). Keys are
+    letters, digits and ``_``, not starting with a digit."""
+    outputs: dict[str, str] = {}
+    problems: list[str] = []
+    stripped = text.strip()
+    if not stripped:
+        return outputs, problems
+    items: list[tuple[str, str]] = []
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError as exc:
+            return outputs, [f"$CORRAL_OUTPUT is not valid JSON: {exc}"]
+        if not isinstance(data, dict):  # pragma: no cover - starts with "{"
+            return outputs, ["$CORRAL_OUTPUT JSON must be an object"]
+        for key, value in data.items():
+            items.append((str(key), value if isinstance(value, str) else json.dumps(value)))
+    else:
+        for number, line in enumerate(stripped.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                problems.append(f"$CORRAL_OUTPUT line {number} has no '=': {line[:60]!r}")
+                continue
+            items.append((key.strip(), value))
+    for key, value in items:
+        if not _OUTPUT_KEY.match(key):
+            problems.append(f"$CORRAL_OUTPUT key {key[:60]!r} ignored; use letters, digits and _")
+            continue
+        outputs[key] = value
+    return outputs, problems
+
+
+def output_env(outputs: Mapping[str, str]) -> dict[str, str]:
+    """Environment variables a later step gets for earlier steps' outputs: ``CORRAL_OUTPUT_<KEY>``."""
+    return {f"CORRAL_OUTPUT_{key.upper()}": value for key, value in outputs.items()}
+
+
+def result_of(outputs: Mapping[str, str], *, state: str, message: str | None) -> dict[str, str] | None:
+    """The run-level result (``verdict``, ``note``) from the outputs of its succeeded steps.
+
+    A run that did not succeed never reads as success: its verdict is
+    ``error`` whatever a step wrote, and the note says why."""
+    written = {key: outputs[key] for key in RESULT_KEYS if key in outputs}
+    if state != SUCCEEDED:
+        note = f"run {state}" + (f": {message}" if message else "")
+        if written.get("verdict"):
+            note += f" (a step had written verdict={written['verdict']})"
+        return {"verdict": "error", "note": note}
+    return written or None
