@@ -1,8 +1,10 @@
 """What the buttons and the API's POSTs do, in one place for both.
 
-Each action changes the store through its named functions, then wakes a
-running ``corral up`` so it acts at once instead of at its next poll. (The
-audit log of who did what will be written here.)
+Each action changes the store through its named functions, writes who did
+it to the audit log (``/audit``, ``GET /api/audit``), then wakes a running
+``corral up`` so it acts at once instead of at its next poll. The audit entry
+follows the change instead of sharing its transaction: a failed change
+leaves no entry, and a crash between the two loses one entry at most.
 """
 
 from __future__ import annotations
@@ -27,6 +29,19 @@ def _wake(store: Store) -> None:
         log.warning("could not wake the running corral; it will notice within its poll interval", exc_info=True)
 
 
+def _audit(
+    store: Store,
+    by: Principal,
+    action: str,
+    now: datetime,
+    *,
+    job: str | None = None,
+    run_id: int | None = None,
+    detail: str | None = None,
+) -> None:
+    store.record_audit(actor=by.name, role=by.role, action=action, now=now, job=job, run_id=run_id, detail=detail)
+
+
 def trigger(store: Store, job: JobSpec, by: Principal, now: datetime) -> Run:
     """A manual run of ``job``, waiting for the engine to apply its overlap policy."""
     run_id = store.create_run(
@@ -35,6 +50,7 @@ def trigger(store: Store, job: JobSpec, by: Principal, now: datetime) -> Run:
     if run_id is None:  # only slot runs can collide; a manual one always inserts
         raise RuntimeError(f"the store did not record a manual run of {job.name}")
     log.info("%s triggered run %s of %s", by.name, run_id, job.name)
+    _audit(store, by, "trigger", now, job=job.name, run_id=run_id, detail="manual run")
     _wake(store)
     return store.get_run(run_id)
 
@@ -43,6 +59,8 @@ def cancel(store: Store, run_id: int, by: Principal, now: datetime) -> Run:
     """Cancel a waiting run, or ask the node running it to stop it."""
     run = store.request_stop(run_id, "cancel", now=now)
     log.info("%s cancelled run %s of %s (%s)", by.name, run.id, run.job, run.state)
+    detail = "cancelled before it started" if run.state == t.CANCELLED else "asked the node running it to stop it"
+    _audit(store, by, "cancel", now, job=run.job, run_id=run.id, detail=detail)
     _wake(store)
     return run
 
@@ -50,4 +68,5 @@ def cancel(store: Store, run_id: int, by: Principal, now: datetime) -> Run:
 def set_paused(store: Store, job: JobSpec, paused: bool, by: Principal, now: datetime) -> None:
     store.set_paused(job.name, paused, now=now, by=by.name)
     log.info("%s %s %s", by.name, "paused" if paused else "resumed", job.name)
+    _audit(store, by, "pause" if paused else "resume", now, job=job.name)
     _wake(store)

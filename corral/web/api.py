@@ -8,17 +8,21 @@ with the matching status.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from corral import errors
 from corral.config import NAME_PATTERN
 from corral.store import tables as t
+from corral.store import Store
 from corral.store.queries import Run
 from corral.web import actions, inputs, openapi, problems, security, views
 from corral.web.auth import Principal
@@ -203,7 +207,8 @@ def run_log(request: Request) -> Response:
     found = web.store.get_run(_run_id(request))
     offset = inputs.integer(query, "offset", 0, 0, inputs.MAX_ID) or 0
     limit = inputs.integer(query, "limit", LOG_DEFAULT_LIMIT, 1, LOG_MAX_LIMIT) or LOG_DEFAULT_LIMIT
-    chunk = views.read_log(log_file(request, found), offset, limit)
+    secrets = views.log_secrets(web.jobfile.current().config, found.job)
+    chunk = views.read_log(log_file(request, found), offset, limit, secrets=secrets, live=found.active)
     data = chunk.as_dict()
     data.update({"run": found.id, "state": found.state, "active": found.active})
     return JSONResponse(data)
@@ -215,3 +220,103 @@ def cancel(request: Request) -> Response:
     run_id = _run_id(request)
     inputs.json_object(security.body_of(request.scope))
     return JSONResponse(actions.cancel(web.store, run_id, _principal(request), web.clock.now()).as_dict())
+
+
+# -- live log tail (Server-Sent Events) ----------------------------------------------
+
+STREAM_POLL = 0.5
+"""Seconds between looks at the log file and the run's state."""
+STREAM_KEEPALIVE = 15.0
+"""Seconds of silence after which a comment line keeps proxies from closing the stream."""
+STREAM_CHUNK = 64 * 1024
+
+
+def _event(kind: str, data: dict[str, object], event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def run_log_stream(request: Request) -> Response:
+    """The run's log from ``offset`` (or the ``Last-Event-ID`` a reconnecting
+    browser sends), then new output as it is written, until the run ends.
+
+    Events: ``log`` ({offset, next_offset, size, text}; its id is next_offset,
+    so a reconnect resumes where it stopped), ``reset`` (the log was capped:
+    start over from 0), ``state`` (the run changed state) and ``end`` (the run
+    is final and everything was sent; the server closes the stream).
+    """
+    query = _only(request, ("offset",))
+    web = web_of(request)
+    found = web.store.get_run(_run_id(request))
+    offset = inputs.integer(query, "offset", 0, 0, inputs.MAX_ID) or 0
+    resume = request.headers.get("last-event-id", "").strip()
+    if resume.isascii() and resume.isdigit() and len(resume) < 19:
+        offset = int(resume)
+    path = log_file(request, found)
+    secrets = views.log_secrets(web.jobfile.current().config, found.job)
+    events = _tail(web.store, found, path, offset, secrets)
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+async def _tail(store: Store, run: Run, path: Path, offset: int, secrets: tuple[bytes, ...]) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    state = run.state
+    active = run.active
+    quiet_since = loop.time()
+    yield b"retry: 2000\n\n"
+    yield _event("state", {"state": state, "active": active})
+    while True:
+        chunk = await run_in_threadpool(views.read_log, path, offset, STREAM_CHUNK, secrets=secrets, live=active)
+        if chunk.exists and chunk.size < offset:
+            offset = 0
+            yield _event("reset", {"size": chunk.size}, 0)
+            continue
+        if chunk.next_offset > offset:
+            offset = chunk.next_offset
+            quiet_since = loop.time()
+            yield _event("log", chunk.as_dict(), offset)
+            if offset < chunk.size:
+                continue  # more is already written: send it at once
+        if not active:
+            yield _event("end", {"state": state, "next_offset": offset})
+            return
+        await asyncio.sleep(STREAM_POLL)
+        try:
+            now_run = await run_in_threadpool(store.get_run, run.id)
+        except errors.CorralError:
+            yield b": store unavailable, retrying\n\n"
+            continue
+        if now_run.state != state:
+            state, active = now_run.state, now_run.active
+            yield _event("state", {"state": state, "active": active})
+            # A final state: the loop reads what is left (no longer held back), then ends.
+        elif loop.time() - quiet_since > STREAM_KEEPALIVE:
+            quiet_since = loop.time()
+            yield b": keep-alive\n\n"
+
+
+# -- audit log -------------------------------------------------------------------------
+
+AUDIT_MAX_LIMIT = 500
+
+
+def audit(request: Request) -> Response:
+    query = _only(request, ("job", "actor", "limit", "before"))
+    web = web_of(request)
+    limit = inputs.integer(query, "limit", 50, 1, AUDIT_MAX_LIMIT) or 50
+    before = inputs.integer(query, "before", None, 1, inputs.MAX_ID)
+    job_name = query.get("job") or None
+    if job_name is not None and not _NAME_RE.match(job_name):
+        raise problems.BadRequest(f"job={job_name[:80]!r} is not a job name; names are like nightly-batch")
+    actor = query.get("actor") or None
+    if actor is not None and len(actor) > 128:
+        raise problems.BadRequest("actor is longer than any name (128 characters); pass a user or token name")
+    found = web.store.list_audit(job=job_name, actor=actor, limit=limit + 1, before_id=before)
+    page = found[:limit]
+    return JSONResponse(
+        {"entries": [e.as_dict() for e in page], "next_before": page[-1].id if len(found) > limit else None}
+    )

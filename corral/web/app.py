@@ -22,7 +22,7 @@ from corral import durations, errors
 from corral.clock import Clock, SystemClock
 from corral.config import NO_CAP
 from corral.store import open_store
-from corral.web import api, pages, problems, security, views
+from corral.web import accounts, api, events, pages, problems, security, views
 from corral.web import auth as auth_mod
 from corral.web.jobfile import LiveJobFile
 from corral.web.state import Web
@@ -48,6 +48,10 @@ def needs(role: str, endpoint: Callable[[Request], Response]) -> Callable[[Reque
 def _routes() -> list[BaseRoute]:
     viewer, operator = auth_mod.VIEWER, auth_mod.OPERATOR
     return [
+        Route("/login", pages.login_form, name="login"),
+        Route("/login", pages.login, methods=["POST"]),
+        Route("/logout", needs(viewer, pages.logout), methods=["POST"]),
+        Route("/audit", needs(viewer, pages.audit), name="audit"),
         Route("/", needs(viewer, pages.jobs), name="jobs"),
         Route("/jobs/{name}", needs(viewer, pages.job), name="job"),
         Route("/jobs/{name}/trigger", needs(operator, pages.trigger), methods=["POST"]),
@@ -69,6 +73,9 @@ def _routes() -> list[BaseRoute]:
         Route("/api/runs/{id}", needs(viewer, api.run)),
         Route("/api/runs/{id}/log", needs(viewer, api.run_log)),
         Route("/api/runs/{id}/cancel", needs(operator, api.cancel), methods=["POST"]),
+        Route("/api/runs/{id}/log/stream", needs(viewer, api.run_log_stream)),
+        Route("/api/audit", needs(viewer, api.audit)),
+        *events.routes(needs, viewer),  # /api/events, /metrics (issue 6)
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
@@ -98,7 +105,15 @@ def _problem_renderer(templates: Jinja2Templates) -> security.ProblemRenderer:
         return templates.TemplateResponse(
             request,
             "error.html",
-            {"status": status, "message": message, "notice": None, "banner": None, "engine": None, "csrf": ""},
+            {
+                "status": status,
+                "message": message,
+                "notice": None,
+                "banner": None,
+                "engine": None,
+                "csrf": "",
+                "principal": None,
+            },
             status_code=status,
             headers=headers,
         )
@@ -135,14 +150,23 @@ def create_app(
 ) -> Starlette:
     """The dashboard and JSON API for the jobs of ``config_path`` and the runs in ``store_url``.
 
-    ``host`` is where the app will be served: a non-loopback host needs
-    ``auth`` (:class:`errors.CorralError` otherwise), and without ``auth`` the
-    app answers only requests addressed to a loopback name. ``clock`` fixes
-    "now" for tests.
+    ``auth`` decides who is asking; when None, the users and API tokens of
+    the store are used if it has any (:class:`accounts.StoreAuth`), else
+    every request is the local admin. ``host`` is where the app will be
+    served: a non-loopback host needs authentication
+    (:class:`errors.CorralError` otherwise), and without it the app answers
+    only requests addressed to a loopback name. ``clock`` fixes "now" for
+    tests.
     """
-    security.check_bind(host, auth)
     jobfile = LiveJobFile(Path(config_path))
     store = open_store(store_url)
+    try:
+        if auth is None and store.has_credentials():
+            auth = accounts.StoreAuth(store, clock)
+        security.check_bind(host, auth)
+    except BaseException:
+        store.close()
+        raise
     templates = _templates()
     render_problem = _problem_renderer(templates)
 

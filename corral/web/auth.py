@@ -1,18 +1,19 @@
 """Who is asking, and what they may do.
 
-This slice has no users yet: without an authenticator every request comes
-from :data:`LOCAL`, which is only safe because the app then answers on a
-loopback address alone (see :func:`corral.web.security.check_bind`). The
-next slice plugs users, sessions and API tokens in through
-:class:`Authenticator`; the routes already say which role they need.
+Without an authenticator every request comes from :data:`LOCAL`, which is
+only safe because the app then answers on a loopback address alone (see
+:func:`corral.web.security.check_bind`). Users, sign-in sessions and API
+tokens kept in the store (:mod:`corral.web.accounts`) plug in through
+:class:`Authenticator`; each route says which role it needs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from starlette.requests import HTTPConnection
+if TYPE_CHECKING:  # pragma: no cover - keeps `corral --help` free of Starlette
+    from starlette.requests import HTTPConnection
 
 VIEWER = "viewer"
 OPERATOR = "operator"
@@ -27,6 +28,8 @@ class Principal:
 
     name: str
     role: str
+    session: str | None = None
+    """The hash of the sign-in session the request came with (None for tokens and LOCAL)."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -35,6 +38,11 @@ class Principal:
     def may(self, role: str) -> bool:
         """True if this principal's role includes ``role``."""
         return ROLES.index(self.role) >= ROLES.index(role)
+
+    @property
+    def binding(self) -> str:
+        """What CSRF tokens are bound to: the person and, when signed in, the session."""
+        return f"{self.name}\x00{self.session or ''}"
 
 
 LOCAL = Principal(name="local", role=ADMIN)

@@ -67,6 +67,25 @@ class Line:
     y: float
     css: str
     label: str
+    label_y: float = 0.0
+    """Baseline of the label: near ``y``, moved apart from the other labels so none overlap."""
+
+
+LABEL_GAP = 14.0
+"""Least vertical distance between two reference-line labels, in chart units."""
+
+
+def spread_labels(lines: Sequence[Line]) -> list[Line]:
+    """The lines with label baselines at least :data:`LABEL_GAP` apart (p50, p95
+    and the schedule interval are often within a few pixels of each other)."""
+    ordered = sorted(lines, key=lambda line: line.y)
+    placed: list[Line] = []
+    for line in ordered:
+        want = line.y + 4
+        if placed and want - placed[-1].label_y < LABEL_GAP:
+            want = placed[-1].label_y + LABEL_GAP
+        placed.append(Line(line.y, line.css, line.label, want))
+    return placed
 
 
 @dataclass(frozen=True)
@@ -182,7 +201,7 @@ def duration_chart(
     while value <= scale_top + 1e-9:
         ticks.append(Tick(y_of(value), durations.format(value) if value else "0"))
         value += step
-    return DurationChart(width, height, left, top, right, bottom, bars, lines, ticks, note)
+    return DurationChart(width, height, left, top, right, bottom, bars, spread_labels(lines), ticks, note)
 
 
 # ---------------------------------------------------------------------------

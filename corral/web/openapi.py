@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral.store import tables as t
+from corral.web import events as events_api
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 
@@ -365,6 +366,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **events_api.OPENAPI_PATHS,  # /api/events (issue 6)
             "/api/runs": {
                 "get": {
                     "summary": "Runs, newest first, with cursor pagination.",
@@ -452,6 +454,67 @@ def document() -> dict[str, Any]:
                     "responses": {"200": ok_run, "400": _ERROR, "403": _ERROR, "404": _ERROR, "409": _ERROR},
                 }
             },
+            "/api/runs/{id}/log/stream": {
+                "get": {
+                    "summary": "The run's log as Server-Sent Events: what is written, then new output live, "
+                    "until the run ends.",
+                    "description": (
+                        "Events: `log` (data: a LogChunk; the event id is next_offset, so a reconnecting "
+                        "EventSource resumes through Last-Event-ID), `reset` (the log was capped; it starts "
+                        "again from 0), `state` ({state, active}) and `end` ({state, next_offset}; the server "
+                        "then closes the stream). Comment lines keep idle connections open. Secret env values "
+                        "of the job are masked."
+                    ),
+                    "parameters": [
+                        _RUN_ID,
+                        _param(
+                            "offset",
+                            "query",
+                            "First byte (default 0; a Last-Event-ID header wins).",
+                            {"type": "integer", "minimum": 0, "default": 0},
+                        ),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "An event stream.",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        "400": _ERROR,
+                        "404": _ERROR,
+                    },
+                }
+            },
+            "/api/audit": {
+                "get": {
+                    "summary": "Who triggered, cancelled, paused or resumed what, newest first.",
+                    "parameters": [
+                        _param("job", "query", "Only entries about this job.", {"type": "string"}),
+                        _param("actor", "query", "Only entries by this user or token.", {"type": "string"}),
+                        _param(
+                            "limit", "query", "Most entries, 1 to 500 (default 50).", {"type": "integer", "default": 50}
+                        ),
+                        _param(
+                            "before",
+                            "query",
+                            "Only entries with a smaller id: pass next_before to page back.",
+                            {"type": "integer", "minimum": 1},
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "entries": {"type": "array", "items": _ref("AuditEntry")},
+                                    "next_before": {"type": ["integer", "null"]},
+                                },
+                            },
+                            "A page of entries.",
+                        ),
+                        "400": _ERROR,
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {
@@ -461,6 +524,19 @@ def document() -> dict[str, Any]:
                 "Slot": _SLOT,
                 "Forecast": _FORECAST,
                 "LogChunk": _LOG,
+                "AuditEntry": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "at": {"type": "string", "format": "date-time"},
+                        "actor": {"type": "string", "description": "User name, or NAME (token ID), or local."},
+                        "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
+                        "action": {"type": "string", "enum": ["trigger", "cancel", "pause", "resume"]},
+                        "job": {"type": ["string", "null"]},
+                        "run_id": {"type": ["integer", "null"]},
+                        "detail": {"type": ["string", "null"]},
+                    },
+                },
                 "PauseState": {
                     "type": "object",
                     "properties": {

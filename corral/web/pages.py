@@ -8,18 +8,23 @@ Buttons are forms that POST with the CSRF token and come back here with a
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from corral import errors
+from corral import durations, errors, masking
 from corral.store import Store
-from corral.web import actions, api, charts, inputs, security, views
+from corral.web import accounts, actions, api, charts, inputs, problems, security, views
+from corral.web import auth as auth_mod
 from corral.web.jobfile import Snapshot
 from corral.web.state import web_of
+
+log = logging.getLogger("corral.web")
 
 LOG_PAGE_BYTES = 256 * 1024
 """How much of a log the run page shows (the tail); the rest is one click away."""
@@ -34,6 +39,7 @@ NOTICES = {
     "stopping": "Run {run} is being stopped (TERM, then KILL after the job's kill_grace).",
     "paused": "Job paused: its slots are recorded as skipped (reason paused) until it is resumed.",
     "resumed": "Job resumed.",
+    "signed_out": "Signed out.",
 }
 
 
@@ -142,7 +148,8 @@ def run(request: Request) -> Response:
     path = api.log_file(request, found)
     size = path.stat().st_size if path.is_file() else 0
     start = views.log_tail_start(size, path, LOG_PAGE_BYTES)
-    log = views.read_log(path, start, max(1, size - start))
+    secrets = views.log_secrets(snap.config, found.job)
+    log = views.read_log(path, start, max(1, size - start), secrets=secrets, live=found.active)
     elapsed = None
     if found.started_at is not None:
         elapsed = ((found.ended_at or now) - found.started_at).total_seconds()
@@ -169,7 +176,19 @@ def run_log(request: Request) -> Response:
     path = api.log_file(request, found)
     if not path.is_file():
         raise errors.NotFound(f"run {found.id} of {found.job} has no log ({found.state})")
-    return FileResponse(path, media_type="text/plain; charset=utf-8", content_disposition_type="inline")
+    secrets = views.log_secrets(web.jobfile.current().config, found.job)
+    if not secrets:
+        return FileResponse(path, media_type="text/plain; charset=utf-8", content_disposition_type="inline")
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise errors.NotFound(f"run {found.id} of {found.job} has no readable log: {exc.strerror}") from exc
+
+    def blocks() -> Iterator[bytes]:
+        with fh:
+            yield from masking.masked_blocks(fh, secrets)
+
+    return StreamingResponse(blocks(), media_type="text/plain; charset=utf-8")
 
 
 def timeline(request: Request) -> Response:
@@ -192,17 +211,23 @@ def timeline(request: Request) -> Response:
 # -- acting --------------------------------------------------------------------------
 
 
-def _back(request: Request, default: str, **notice: str | int) -> Response:
-    """303 to the form's ``next`` (a path on this site only), with a notice."""
-    target = security.form_fields(security.body_of(request.scope)).get("next", "")
+def _is_local(target: str) -> bool:
+    """Whether ``target`` is a path on this site (never another host, never a header break)."""
     parts = urlsplit(target)
-    local = (
+    return (
         target.startswith("/")
         and not target.startswith(("//", "/\\"))
         and not parts.scheme
         and not parts.netloc
         and not any(c in target for c in "\r\n\\")
     )
+
+
+def _back(request: Request, default: str, **notice: str | int) -> Response:
+    """303 to the form's ``next`` (a path on this site only), with a notice."""
+    target = security.form_fields(security.body_of(request.scope)).get("next", "")
+    parts = urlsplit(target)
+    local = _is_local(target)
     path = parts.path if local else default
     kept = [(k, v) for k, v in parse_qs(parts.query).items() if k not in ("notice", "run")] if local else []
     query = [(k, x) for k, values in kept for x in values] + [(k, str(v)) for k, v in notice.items()]
@@ -237,3 +262,108 @@ def cancel(request: Request) -> Response:
     stopped = actions.cancel(web.store, inputs.run_id(request.path_params["id"]), principal, web.clock.now())
     code = "cancelled" if stopped.state == "cancelled" else "stopping"
     return _back(request, f"/runs/{stopped.id}", notice=code, run=stopped.id)
+
+
+# -- signing in and out ---------------------------------------------------------------
+
+
+def _login_page(request: Request, *, error: str | None, name: str, target: str, status: int = 200) -> Response:
+    web = web_of(request)
+    return render(
+        request,
+        web.jobfile.current(),
+        "login.html",
+        {
+            "error": error,
+            "name": name,
+            "next": target if _is_local(target) else "/",
+            "store_auth": isinstance(web.auth, accounts.StoreAuth),
+            "auth_on": web.auth is not None,
+        },
+        status=status,
+    )
+
+
+def login_form(request: Request) -> Response:
+    target = request.query_params.get("next", "/")[:2000]
+    principal = security.principal_of(request.scope)
+    if principal is not None and principal is not auth_mod.LOCAL and _is_local(target) and "notice" not in request.query_params:
+        return RedirectResponse(target, status_code=303)  # already signed in
+    return _login_page(request, error=None, name="", target=target)
+
+
+def login(request: Request) -> Response:
+    web = web_of(request)
+    fields = security.form_fields(security.body_of(request.scope))
+    name = fields.get("name", "").strip()[:200]
+    password = fields.get("password", "")
+    target = fields.get("next", "/")
+    if not isinstance(web.auth, accounts.StoreAuth):
+        raise problems.BadRequest(
+            "this dashboard has no users to sign in as; create one with `corral users add NAME --role admin`"
+        )
+    wait = web.auth.throttle.wait(name)
+    if wait > 0:
+        log.warning("sign-in for %r refused: too many wrong passwords", name)
+        message = f"Too many wrong passwords for this name; try again in {durations.format(max(1, round(wait)))}."
+        return _login_page(request, error=message, name=name, target=target, status=429)
+    now = web.clock.now()
+    session = accounts.sign_in(web.store, name, password, now=now)
+    if session is None:
+        web.auth.throttle.failed(name)
+        log.warning("failed sign-in for %r", name)
+        return _login_page(request, error="Wrong name or password.", name=name, target=target, status=401)
+    web.auth.throttle.succeeded(name)
+    log.info("%s signed in", name)
+    response = RedirectResponse(target if _is_local(target) else "/", status_code=303)
+    response.set_cookie(
+        accounts.SESSION_COOKIE,
+        session,
+        max_age=int(accounts.SESSION_TTL.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+def logout(request: Request) -> Response:
+    web = web_of(request)
+    session = request.cookies.get(accounts.SESSION_COOKIE)
+    if session:
+        accounts.sign_out(web.store, session)
+    principal = security.principal_of(request.scope)
+    if principal is not None:
+        log.info("%s signed out", principal.name)
+    response = RedirectResponse("/login?notice=signed_out", status_code=303)
+    response.delete_cookie(
+        accounts.SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
+    )
+    return response
+
+
+# -- audit log -------------------------------------------------------------------------
+
+AUDIT_PAGE = 100
+
+
+def audit(request: Request) -> Response:
+    web = web_of(request)
+    snap = web.jobfile.current()
+    query = request.query_params
+    job_name = query.get("job") or None
+    before = inputs.integer(query, "before", None, 1, inputs.MAX_ID)
+    found = web.store.list_audit(job=job_name, limit=AUDIT_PAGE + 1, before_id=before)
+    entries = found[:AUDIT_PAGE]
+    return render(
+        request,
+        snap,
+        "audit.html",
+        {
+            "entries": entries,
+            "job_filter": job_name,
+            "next_before": entries[-1].id if len(found) > AUDIT_PAGE else None,
+            "zone": snap.config.settings.timezone,
+        },
+    )

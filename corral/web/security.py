@@ -27,7 +27,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -51,6 +51,8 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PREFIXES = ("/static/", "/healthz")
 """Paths served without credentials: assets and the liveness probe."""
+SIGN_IN_PATHS = frozenset({"/login"})
+"""Paths served with or without credentials: the sign-in page and its form."""
 
 SECURITY_HEADERS: dict[str, str] = {
     # No inline script or style anywhere: every script and stylesheet is a file
@@ -61,7 +63,9 @@ SECURITY_HEADERS: dict[str, str] = {
     ),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # Not "no-referrer": with it Chromium sends "Origin: null" on form posts,
+    # which the origin check must refuse. same-origin leaks nothing to other sites.
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
@@ -97,7 +101,8 @@ def check_bind(host: str, auth: auth_mod.Authenticator | None) -> None:
         "that address could trigger, cancel and pause jobs. Serve it on 127.0.0.1 (the default: drop "
         "--host and the job file's web.host) and reach it from elsewhere through an SSH tunnel "
         "(ssh -L 8377:127.0.0.1:8377 THIS-HOST) or a reverse proxy that does its own login; or configure "
-        "authentication (create_app(..., auth=...); users and API tokens in the job file come in a later release)"
+        "authentication: create a user with `corral users add NAME --role admin` (or an API token with "
+        "`corral tokens create NAME --role viewer`) against the same store, then start again"
     )
 
 
@@ -248,7 +253,12 @@ class Guard:
                 self._check_csrf(scope)
             await self.app(scope, _replay(body, receive), send_secured)
         except _Refused as refused:
-            if not started:
+            if started:
+                return
+            if refused.status in (301, 302, 303, 307, 308):
+                redirect = Response(status_code=refused.status, headers=dict(refused.headers or {}))
+                await redirect(scope, receive, send_secured)
+            else:
                 await self.problem(scope, refused.status, refused.message, refused.headers)(
                     scope, receive, send_secured
                 )
@@ -307,10 +317,19 @@ class Guard:
             principal = None
         else:
             principal = await run_in_threadpool(self.auth.authenticate, HTTPConnection(scope))
-            if principal is None:
-                raise _Refused(401, "sign in first: this dashboard needs credentials")
+            if principal is None and path not in SIGN_IN_PATHS:
+                if scope["method"] in ("GET", "HEAD") and not wants_json(scope):
+                    # A person opening a page: show the sign-in form, then come back.
+                    target = path + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
+                    raise _Refused(303, "sign in first", {"location": "/login?" + urlencode({"next": target})})
+                raise _Refused(
+                    401,
+                    "sign in first: this dashboard needs credentials (a session from /login, "
+                    "or an API token as Authorization: Bearer TOKEN from `corral tokens create`)",
+                    {"www-authenticate": 'Bearer realm="corral"'},
+                )
         scope["corral.principal"] = principal
-        binding = principal.name if principal is not None else ""
+        binding = principal.binding if principal is not None else ""
         cookie = _cookie(scope, CSRF_COOKIE)
         if cookie is not None and self.csrf.valid(binding, cookie):
             scope["corral.csrf"] = cookie
@@ -333,7 +352,7 @@ class Guard:
 
     def _check_csrf(self, scope: Scope) -> None:
         principal = principal_of(scope)
-        binding = principal.name if principal is not None else ""
+        binding = principal.binding if principal is not None else ""
         cookie = _cookie(scope, CSRF_COOKIE)
         headers = Headers(scope=scope)
         submitted = headers.get(CSRF_HEADER)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from corral import durations, errors, forecast, schedule
+from corral import durations, errors, forecast, masking, schedule
 from corral.config import NO_CAP
 from corral.spec import Config, JobSpec
 from corral.store import Store
@@ -483,13 +483,17 @@ def _complete_utf8(chunk: bytes) -> int:
     return len(chunk)
 
 
-def read_log(path: Path, offset: int, limit: int) -> LogChunk:
-    """Up to ``limit`` bytes of the log from ``offset``, as text.
+def read_log(
+    path: Path, offset: int, limit: int, *, secrets: Sequence[bytes] = (), live: bool = False
+) -> LogChunk:
+    """Up to ``limit`` bytes of the log from ``offset``, as text, ``secrets`` masked.
 
     Bad UTF-8 becomes U+FFFD. A character cut by the end of the range is left
     for the next read (``next_offset`` stops before it), so a live tail never
-    shows a broken character. If ``size`` is below ``offset`` the log was
-    capped (its head dropped) since the caller last read: read again from 0.
+    shows a broken character; with ``live`` (the run is still writing), the
+    start of a secret at the very end is held back the same way. If ``size``
+    is below ``offset`` the log was capped (its head dropped) since the caller
+    last read: read again from 0.
     """
     try:
         fh = open(path, "rb")
@@ -499,12 +503,27 @@ def read_log(path: Path, offset: int, limit: int) -> LogChunk:
         size = os.fstat(fh.fileno()).st_size
         if offset >= size:
             return LogChunk(offset, offset, size, "", True)
-        fh.seek(offset)
-        chunk = fh.read(limit)
+        pad = masking.reach(secrets) if secrets else 0
+        start = max(0, offset - pad)
+        fh.seek(start)
+        window = fh.read(offset - start + limit + pad)
+    if secrets:
+        window = masking.mask_bytes(window, secrets)
+    chunk = window[offset - start : offset - start + limit]
+    if live and secrets and offset + len(chunk) >= size:
+        held = masking.partial_tail(chunk, secrets)
+        if held:
+            chunk = chunk[: len(chunk) - held]
     keep = _complete_utf8(chunk)
     if keep > 0:
         chunk = chunk[:keep]
     return LogChunk(offset, offset + len(chunk), size, chunk.decode("utf-8", errors="replace"), True)
+
+
+def log_secrets(cfg: Config, job: str) -> tuple[bytes, ...]:
+    """The secret values to mask in ``job``'s logs (none if the job left the file)."""
+    spec = cfg.jobs.get(job)
+    return masking.encode(spec.secret_values) if spec is not None else ()
 
 
 def log_tail_start(size: int, path: Path, most: int) -> int:

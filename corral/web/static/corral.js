@@ -1,5 +1,7 @@
 // corral dashboard: the only script. Pages work without it; it adds
-// (1) a live tail of an active run's log, by polling the log API, and
+// (1) a live tail of an active run's log, over Server-Sent Events
+//     (GET /api/runs/ID/log/stream), polling the log API where EventSource
+//     is missing, and
 // (2) a confirmation before buttons marked data-confirm.
 "use strict";
 
@@ -77,6 +79,57 @@
       });
   }
 
-  say("Following the log…");
-  setTimeout(poll, 500);
+  function append(text) {
+    var follow = atBottom();
+    // textContent, never innerHTML: output is shown as text.
+    log.appendChild(document.createTextNode(text.replace(ansi, "")));
+    if (follow) {
+      log.scrollTop = log.scrollHeight;
+    }
+  }
+
+  function stream() {
+    // The server resumes from the offset, and after a dropped connection
+    // from the Last-Event-ID the browser sends (the next offset).
+    var source = new EventSource(log.dataset.stream + "?offset=" + offset);
+    source.addEventListener("log", function (event) {
+      var data = JSON.parse(event.data);
+      if (data.text) {
+        append(data.text);
+      }
+      offset = data.next_offset;
+    });
+    source.addEventListener("reset", function () {
+      log.textContent = "";
+      offset = 0;
+    });
+    source.addEventListener("state", function (event) {
+      var data = JSON.parse(event.data);
+      log.dataset.state = data.state;
+      say(data.active ? "Following the log live (state: " + data.state + ")…" : "The run ended (" + data.state + ").");
+    });
+    source.addEventListener("end", function (event) {
+      var data = JSON.parse(event.data);
+      source.close();
+      log.dataset.active = "no";
+      say("The run ended (" + data.state + "); reloading…");
+      setTimeout(function () { window.location.reload(); }, 800);
+    });
+    source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED) {
+        say("Lost the live log; retrying…");
+        setTimeout(stream, 3000);
+      } else {
+        say("Reconnecting to the live log…");
+      }
+    };
+    say("Following the log live…");
+  }
+
+  if (window.EventSource && log.dataset.stream) {
+    stream();
+  } else {
+    say("Following the log…");
+    setTimeout(poll, 500);
+  }
 })();
