@@ -404,8 +404,14 @@ def show(config_path: str | None, db: str | None, run_id: str, as_json: bool) ->
     """Show everything recorded about one run."""
     ctx = Ctx(config_path, db)
     run = _get_run(ctx, run_id)
+    steps = ctx.store.get_steps(run.id)
+    result = ctx.store.get_run_result(run.id)
     if as_json:
-        _emit_json(_run_json(run))
+        data = _run_json(run)
+        data["steps"] = [_step_json(step) for step in steps]
+        data["outputs"] = result["outputs"] if result else {}
+        data["result"] = {"verdict": result["verdict"], "note": result["note"]} if result and result["verdict"] else None
+        _emit_json(data)
         return
     data = _run_json(run)
     width = max(len(k) for k in data)
@@ -417,17 +423,60 @@ def show(config_path: str | None, db: str | None, run_id: str, as_json: bool) ->
         if key == "duration":
             value = durations.format(value)
         click.echo(f"{key:<{width}}  {value}")
+    if result and result["verdict"]:
+        click.echo(f"{'result':<{width}}  {result['verdict']}" + (f" - {result['note']}" if result["note"] else ""))
+    if result and result["outputs"]:
+        click.echo("outputs:")
+        for key, value in result["outputs"].items():
+            click.echo(f"  {key}={value}")
+    if steps:
+        _print_steps(steps)
+
+
+def _step_json(step: Any) -> dict[str, Any]:
+    data = step.as_dict()
+    duration = None
+    if step.started_at is not None and step.ended_at is not None:
+        duration = (step.ended_at - step.started_at).total_seconds()
+    out = {key: data[key] for key in ("name", "state", "reason", "started_at", "ended_at", "exit_code")}
+    out.update(
+        message=step.message, attempt=step.attempt, duration=duration, peak_rss=step.peak_rss,
+        cpu_seconds=step.cpu_seconds, outputs=data["outputs"], log_path=step.log_path,
+    )
+    return out
+
+
+def _print_steps(steps: list[Any]) -> None:
+    table = Table(title="steps")
+    for col in ("step", "state", "started", "duration", "exit", "why"):
+        table.add_column(col)
+    for step in steps:
+        dur = (step.ended_at - step.started_at).total_seconds() if step.started_at and step.ended_at else None
+        table.add_row(
+            step.name,
+            f"[{STATE_STYLE.get(step.state, '')}]{step.state}[/]",
+            step.started_at.strftime("%H:%M:%S") if step.started_at else "-",
+            durations.format(dur) if dur is not None else "-",
+            "-" if step.exit_code is None else str(step.exit_code),
+            (f"{step.reason}: " if step.reason else "") + (step.message or ""),
+        )
+    _console().print(table)
 
 
 @main.command()
 @common
 @click.argument("run_id", metavar="RUN")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the run ends.")
-def logs(config_path: str | None, db: str | None, run_id: str, follow: bool) -> None:
-    """Print the output (stdout and stderr) of a run."""
+@click.option("--step", "step_name", metavar="NAME", help="Only this step of a pipeline run.")
+def logs(config_path: str | None, db: str | None, run_id: str, follow: bool, step_name: str | None) -> None:
+    """Print the output (stdout and stderr) of a run, or of one step of a pipeline run."""
     ctx = Ctx(config_path, db)
     run = _get_run(ctx, run_id)
     path = Path(run.log_path) if run.log_path else None
+    steps = ctx.store.get_steps(run.id) if path is None or step_name else []
+    if step_name is not None or (steps and not follow):
+        _step_logs(ctx, run, steps, step_name)
+        return
     if path is None:
         from corral.worker import log_path_for
 
@@ -460,6 +509,32 @@ def logs(config_path: str | None, db: str | None, run_id: str, follow: bool) -> 
         time.sleep(0.3)
 
 
+def _step_logs(ctx: Ctx, run: Run, steps: list[Any], name: str | None) -> None:
+    """One step's log (``--step``), or every step's log under a header."""
+    from corral.worker import step_log_path_for
+
+    if name is not None:
+        chosen = [step for step in steps if step.name == name]
+        if not chosen:
+            if not steps:
+                raise errors.NotFound(f"run {run.id} of {run.job} has no steps; drop --step")
+            close = difflib.get_close_matches(name, [s.name for s in steps], n=1)
+            hint = f'did you mean "{close[0]}"?' if close else f"steps are {', '.join(s.name for s in steps)}"
+            raise errors.NotFound(f'run {run.id} has no step "{name}"; {hint}')
+    else:
+        chosen = steps
+    out = sys.stdout.buffer
+    for step in chosen:
+        path = Path(step.log_path) if step.log_path else step_log_path_for(ctx.cfg.settings, run.job, run.id, step.name)
+        if name is None:
+            out.write(f"==> step {step.name} ({step.state}) <==\n".encode())
+        if path.exists():
+            out.write(path.read_bytes())
+        elif name is not None:
+            raise errors.NotFound(f"step {step.name} of run {run.id} has no log ({step.state})")
+        out.flush()
+
+
 # -- trigger / cancel / pause / resume ------------------------------------------------------
 
 
@@ -468,13 +543,22 @@ def logs(config_path: str | None, db: str | None, run_id: str, follow: bool) -> 
 @click.argument("job")
 @click.option("--wait", is_flag=True, help="Wait until the run ends; exit 0 only if it succeeded.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-def trigger(config_path: str | None, db: str | None, job: str, wait: bool, as_json: bool) -> None:
+@click.option("--param", "param_pairs", metavar="NAME=VALUE", multiple=True, help="A job parameter (repeatable).")
+def trigger(
+    config_path: str | None, db: str | None, job: str, wait: bool, as_json: bool, param_pairs: tuple[str, ...]
+) -> None:
     """Start a run of JOB now (its overlap policy still applies)."""
+    from corral import params as params_mod
+
     ctx = Ctx(config_path, db)
     spec = ctx.job(job)
+    values = params_mod.resolve(spec.params, params_mod.parse_pairs(param_pairs), job=spec.name)
     store = ctx.store
     now = datetime.now(timezone.utc)
-    run_id = store.create_run(job=spec.name, state=t.PENDING, trigger="manual", scheduled_for=now, now=now, admitted=False)
+    run_id = store.create_run(
+        job=spec.name, state=t.PENDING, trigger="manual", scheduled_for=now, now=now, admitted=False,
+        params=values or None,
+    )
     assert run_id is not None
     told = _wake_engine(store)
     run = store.get_run(run_id)
@@ -529,6 +613,50 @@ def resume(config_path: str | None, db: str | None, job: str) -> None:
     ctx.store.set_paused(spec.name, False, now=datetime.now(timezone.utc))
     _wake_engine(ctx.store)
     click.echo(f"{spec.name} resumed")
+
+
+@main.command()
+@common
+@click.argument("run_id", metavar="RUN")
+@click.option("--from-failed", is_flag=True, help="Keep the steps that succeeded; rerun only failed and skipped ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new run as JSON.")
+def retry(config_path: str | None, db: str | None, run_id: str, from_failed: bool, as_json: bool) -> None:
+    """Start a new attempt of a finished RUN, linked to it (same parameters)."""
+    from corral import pipeline
+
+    ctx = Ctx(config_path, db)
+    old = _get_run(ctx, run_id)
+    spec = ctx.job(old.job)
+    if old.active:
+        raise errors.Conflict(f"run {old.id} of {old.job} is still {old.state}; retry it once it has ended")
+    note = ""
+    if from_failed:
+        if not spec.steps:
+            raise errors.CorralError(
+                f"job {spec.name} has no steps, so there is nothing to keep; use `corral retry {old.id}` to run it again"
+            )
+        before = {step.name: step.state for step in ctx.store.get_steps(old.id)}
+        rerun = pipeline.to_rerun(spec.steps, before, from_failed=True)
+        if not rerun:
+            raise errors.Conflict(f"every step of run {old.id} succeeded; nothing to rerun (use `corral retry {old.id}` to run all)")
+        kept = [s.name for s in spec.steps if s.name not in rerun]
+        note = f"; reruns {', '.join(rerun)}" + (f", keeps {', '.join(kept)}" if kept else "")
+    now = datetime.now(timezone.utc)
+    new_id = ctx.store.create_run(
+        job=spec.name, state=t.PENDING, trigger="rerun_failed" if from_failed else "rerun", scheduled_for=now,
+        now=now, admitted=False, attempt=old.attempt + 1, retry_of=old.id,
+        params=json.loads(old.params) if old.params else None,
+        message=f"retry of run {old.id}" + (" from its failed steps" if from_failed else ""),
+    )
+    assert new_id is not None
+    told = _wake_engine(ctx.store)
+    run = ctx.store.get_run(new_id)
+    if as_json:
+        _emit_json(_run_json(run))
+        return
+    click.echo(f"run {new_id} of {spec.name}: attempt {run.attempt}, retry of run {old.id}{note}")
+    if not told:
+        click.echo("note: no `corral up` is running on this machine; the run starts when one does", err=True)
 
 
 # -- forecast ------------------------------------------------------------------------------------
@@ -615,3 +743,13 @@ def run(args: list[str] | None = None) -> int:
 def entry() -> None:
     """Console-script entry point."""
     sys.exit(run())
+
+from corral.events_cli import events as _events_command  # noqa: E402 - needs `common` and `Ctx` above
+main.add_command(_events_command)
+from corral.web import cli as _web_cli  # noqa: E402 - dashboard commands (issue 5)
+main.add_command(_web_cli.web)
+main.add_command(_web_cli.users)
+main.add_command(_web_cli.tokens)
+from corral.discover import cli as _discover_cli  # noqa: E402
+main.add_command(_discover_cli.discover)
+main.add_command(_discover_cli.import_)

@@ -53,7 +53,9 @@ Per job (only ``run`` is required):
     Working directory; relative paths resolve against the job file's directory.
 ``env``
     Mapping ``NAME: value`` added to the environment; numbers and booleans are
-    taken as written (``DEBUG: yes`` gives ``"yes"``).
+    taken as written (``DEBUG: yes`` gives ``"yes"``). A value written
+    ``{secret: "..."}`` is passed the same way but masked wherever corral
+    shows it: the dashboard, its API, the job's YAML and run logs.
 ``schedule``
     One value or a list: a cron string (``"0 1 * * *"``), ``{every: 30h,
     anchor: "2024-01-01 01:00"}`` or ``{after_completion: 6h}``. Absent means
@@ -96,16 +98,27 @@ Per job (only ``run`` is required):
     :class:`corral.spec.DstPolicy`. Default ``run_after`` and ``cron``.
 ``log_max``
     Log size cap for this job. Default: the top-level ``log_max``.
+``steps``
+    Instead of ``run``: a list of steps, each ``{name, run, needs, timeout,
+    retries, env, cwd, continue_on_failure}`` (see :mod:`corral.pipeline`).
+    ``needs`` names earlier-or-later steps (a list or one name); they must
+    exist and must not form a cycle.
+``parallelism``
+    Whole number >= 1: how many steps of one run may execute at once. Default 1.
+``params``
+    Mapping of parameter name to ``{type: string|int|bool|choice, default,
+    choices, description}`` (see :mod:`corral.params`).
 
 Durations are written ``90s``, ``30m``, ``26h``, ``2d``, ``1h30m``; a bare
 number is seconds. An empty value for a key without a default (``timeout:``,
 ``min_gap:``, ``start_deadline:``, ``max_concurrent:``, ``cwd:``, ``log_dir:``,
-``store:``, ``max_running:``) means "not set", which also clears a default. Keys reserved for later (``steps``, ``params``,
-``trigger``, ``wait_for``, ``parallelism``) are rejected as "not supported yet".
+``store:``, ``max_running:``) means "not set", which also clears a default. Keys reserved for later (``trigger``,
+``wait_for``) are rejected as "not supported yet".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -125,6 +138,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from corral import durations, errors, spec
+from corral import pipeline as pipeline_mod
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -138,11 +152,8 @@ SCHEDULE_KEYS: tuple[str, ...] = ("every", "anchor", "after_completion")
 """Keys a mapping schedule may use (``schedule.parse`` decides what combines)."""
 
 RESERVED_JOB_KEYS: dict[str, str] = {
-    "steps": 'pipelines of steps are planned; for now chain the stages in run, like run: "./a.sh && ./b.sh"',
-    "params": "job parameters are planned; for now pass values through env",
     "trigger": "job-after-job triggers are planned; for now use a schedule or start runs by hand",
     "wait_for": "wait-for conditions are planned; for now check the condition at the start of run",
-    "parallelism": 'parallel step groups are planned; for now start the parts in one shell, like run: "./a.sh & ./b.sh & wait"',
 }
 """Job keys of features not built yet. To add one: give the job model a field
 and drop its entry here."""
@@ -309,6 +320,23 @@ def _labels_shorthand(value: Any) -> Any:
     return labels
 
 
+def _one_or_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+STEP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_STEP_NAME_RE = re.compile(STEP_NAME_PATTERN)
+
+
+def _check_step_name(value: str) -> str:
+    if not _STEP_NAME_RE.match(value):
+        raise _fail(
+            f"{_show(value)} is not a step name; use 1-64 characters of letters, digits, _, . and -, "
+            "starting with a letter or digit, like collect or 31"
+        )
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(_to_positive_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -391,13 +419,38 @@ class _JobOptions(_Strict):
     labels: Annotated[dict[str, str], BeforeValidator(_labels_shorthand)] = {}
     dst: _Dst = _Dst()
     log_max: Size | None = None
+    parallelism: Count = 1
+
+
+class _Step(_Strict):
+    """One item of ``steps:``."""
+
+    name: Annotated[str, AfterValidator(_check_step_name)]
+    run: Annotated[Any, AfterValidator(_check_run)]
+    needs: Annotated[list[str], BeforeValidator(_one_or_list)] = []
+    timeout: PositiveDuration | None = None
+    retries: Annotated[int, Field(ge=0)] = 0
+    env: Annotated[dict[str, str], AfterValidator(_check_env)] = {}
+    cwd: str | None = None
+    continue_on_failure: bool = False
+
+
+class _Param(_Strict):
+    """One entry of ``params:`` (a default's type is checked in _Checker.params)."""
+
+    type: Literal["string", "int", "bool", "choice"] = "string"
+    default: Any = None
+    choices: Annotated[list[str], Field(min_length=1)] | None = None
+    description: str = ""
 
 
 class _Job(_JobOptions):
     """A job: the options plus what only a job itself can say."""
 
-    run: Annotated[Any, AfterValidator(_check_run)]
+    run: Annotated[Any, AfterValidator(_check_run)] = None
     schedule: Any = None  # each value goes through schedule.parse (see _Checker.schedules)
+    steps: Annotated[list[_Step], Field(min_length=1)] | None = None
+    params: dict[str, _Param] = {}
 
 
 _DURATION = "a duration like 90s, 30m, 26h or 2d"
@@ -416,7 +469,7 @@ _EXPECT: dict[str, str] = {
     "jobs": "a mapping of job name to job",
     "cwd": "a directory path",
     "env": "a mapping of NAME: value, like {LANG: C.UTF-8}",
-    "env.*": "an env value (text, a number or true/false)",
+    "env.*": "an env value (text, a number or true/false), or {secret: text} for a value to mask",
     "overlap": "one of skip, queue_one, queue_all, replace, allow",
     "max_concurrent": "a whole number of 1 or more",
     "min_gap": _DURATION,
@@ -445,6 +498,26 @@ _EXPECT: dict[str, str] = {
     "dst.fold": "one of cron, once, both",
     "run": 'a shell string like "echo hello" or an argv list like ["echo", "hello"]',
     "schedule": 'a cron string like "0 1 * * *", {every: 30h} or {after_completion: 6h}, or a list of them',
+    "parallelism": "a whole number of 1 or more",
+    "steps": 'a list of steps like [{name: fetch, run: "./fetch.sh"}, {name: load, run: "./load.sh", needs: [fetch]}]',
+    "steps.*": 'a step like {name: fetch, run: "./fetch.sh"}',
+    "steps.name": "a step name like fetch or 31",
+    "steps.run": 'a shell string like "echo hello" or an argv list like ["echo", "hello"]',
+    "steps.needs": "a list of step names like [fetch, clean]",
+    "steps.needs.*": "a step name",
+    "steps.timeout": _DURATION,
+    "steps.retries": "a whole number of 0 or more",
+    "steps.env": "a mapping of NAME: value, like {LANG: C.UTF-8}",
+    "steps.env.*": "an env value (text, a number or true/false)",
+    "steps.cwd": "a directory path",
+    "steps.continue_on_failure": "true or false",
+    "params": "a mapping of parameter name to {type, default, choices}",
+    "params.*": "a parameter like {type: int, default: 3}",
+    "params.type": "one of string, int, bool, choice",
+    "params.choices": "a list of allowed values like [eu, us]",
+    "params.choices.*": "an allowed value (text)",
+    "params.description": "text",
+    "params.default": "a default value of the parameter's type",
 }
 
 
@@ -480,12 +553,20 @@ def _unknown_key(name: str, valid: list[str]) -> str:
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if get_origin(annotation) in (Union, Annotated, types.UnionType):
+    if get_origin(annotation) in (Union, Annotated, types.UnionType, list, dict):
         for arg in get_args(annotation):
             found = _inner_model(arg)
             if found is not None:
                 return found
     return None
+
+
+def _is_mapping(annotation: Any) -> bool:
+    if get_origin(annotation) is dict:
+        return True
+    if get_origin(annotation) in (Union, Annotated, types.UnionType):
+        return any(_is_mapping(arg) for arg in get_args(annotation))
+    return False
 
 
 @dataclass
@@ -502,18 +583,28 @@ def _where(model: type[BaseModel], loc: tuple[Any, ...]) -> _Where:
     pattern: list[str] = []
     current: type[BaseModel] | None = model
     parent: type[BaseModel] | None = model
+    keyed = False  # the next part is a key of a mapping of models (params: {name: {...}})
     for part in loc:
         if isinstance(part, int):
             pattern.append("*")
             continue
         names.append(str(part))
+        if keyed:
+            pattern.append("*")
+            keyed = False
+            continue
         parent = current
         if current is not None and part in current.model_fields:
             pattern.append(str(part))
-            current = _inner_model(current.model_fields[part].annotation)
+            annotation = current.model_fields[part].annotation
+            current = _inner_model(annotation)
+            keyed = current is not None and _is_mapping(annotation)
         else:
             pattern.append("*")
             current = None
+    # Positions inside a list of models (steps) and names in a mapping of
+    # models (params) are not part of a key's wording: "steps.*.run" is "steps.run".
+    pattern = [part for index, part in enumerate(pattern) if part != "*" or index == len(pattern) - 1]
     return _Where(".".join(names) or None, ".".join(pattern), parent)
 
 
@@ -681,6 +772,7 @@ class _Checker:
         self.text_lines = text.splitlines()
         self.problems = doc.problems
         self.warnings: list[errors.Problem] = []
+        self.bad_steps: set[str] = set()
 
     def add(self, line: int | None, job: str | None, key: str | None, message: str) -> None:
         self.problems.append(errors.Problem(self.doc.file, line, job, key, message))
@@ -754,8 +846,8 @@ class _Checker:
         if kind == "extra_forbidden":
             return parent_key or None, self.unknown(name, where.parent, value)
         if kind == "missing":
-            if name == "run":
-                return None, 'no "run" key; every job needs a command, like run: "echo hello" or run: ["echo", "hello"]'
+            if loc and loc[0] == "steps":
+                return "steps", f'a step has no "{name}" key; expected {_EXPECT.get(where.pattern, "")}'
             return parent_key or None, f'missing key "{name}": {_EXPECT.get(where.pattern, "")}'
         if value is None:
             return where.key, f"no value given; expected {expect}"
@@ -878,7 +970,7 @@ class _Checker:
             )
             return {}
         raw = dict(raw)
-        for name in ("run", "schedule"):
+        for name in ("run", "schedule", "steps", "params"):
             if name in raw:
                 del raw[name]
                 self.add(
@@ -946,17 +1038,220 @@ class _Checker:
                 data[key] = value
                 origins[key] = [prefix]
 
+        self.step_items(name, data, prefix)
         model, _ = self.validate(_Job, data, home=prefix, job=name, origins=origins)
         self.contradictions(name, data, origins)
+        pipeline_ok = self.pipeline(name, data, prefix, model)
+        params_ok = self.params(name, data, prefix, model)
         tz = _valid_or(data.get("timezone"), check_timezone, timezone)
         dst = _valid_or(data.get("dst", {}), lambda value: _Dst.model_validate(value), _Dst())
         dst_policy = spec.DstPolicy(gap=dst.gap, fold=dst.fold)
         schedules = self.schedules(name, data, origins.get("schedule", [prefix]), tz, dst_policy)
         if not isinstance(model, _Job):
             return None
+        if not (pipeline_ok and params_ok):
+            return None
         job = self.spec(name, model, tz, dst_policy, schedules or (), log_max, key_line)
+        job = _with_secrets(job, data)
         self.check_rules(job, model, origins)
         return job if good_name and schedules is not None else None
+
+    # -- pipelines and parameters (issue 3) -------------------------------------
+
+    def step_items(self, name: str, data: dict[str, Any], prefix: _Path) -> None:
+        """Steps written as bare names instead of mappings get one message each (and are dropped)."""
+        steps = data.get("steps")
+        if not isinstance(steps, list):
+            return
+        kept = []
+        for index, item in enumerate(steps):
+            if isinstance(item, dict):
+                kept.append(item)
+                continue
+            shown = self.doc.shown((*prefix, "steps", index), item)
+            example = f'{{name: {item}, run: "./{item}.sh"}}' if isinstance(item, (str, int)) else '{name: fetch, run: "./fetch.sh"}'
+            self.add(
+                self.doc.line([prefix], ("steps", index)),
+                name,
+                "steps",
+                f"item {index + 1} is {shown}, not a step; write each step as a mapping like {example}",
+            )
+        if len(kept) != len(steps):
+            data["steps"] = kept or None
+            self.bad_steps.add(name)
+
+    def pipeline(self, name: str, data: dict[str, Any], prefix: _Path, model: Any) -> bool:
+        """run xor steps; step names unique; needs known and acyclic. False if any problem."""
+        bad_items = name in self.bad_steps
+        has_run = data.get("run") is not None or "run" in data
+        has_steps = "steps" in data
+        key_line = self.doc.key_lines.get(prefix)
+        if not has_run and not has_steps:
+            self.add(
+                key_line,
+                name,
+                None,
+                'no "run" key; every job needs a command, like run: "echo hello" or run: ["echo", "hello"]',
+            )
+            return False
+        if has_run and has_steps:
+            self.add(
+                self.doc.key_lines.get((*prefix, "steps")),
+                name,
+                "steps",
+                "a job has either run (one command) or steps (a pipeline), not both; move the command into a step or remove steps",
+            )
+            return False
+        if not has_steps:
+            if "parallelism" in data and (*prefix, "parallelism") in self.doc.key_lines:
+                self.warn(
+                    self.doc.key_lines.get((*prefix, "parallelism")),
+                    name,
+                    "parallelism",
+                    "has no effect on a job without steps",
+                )
+            return True
+        if not isinstance(model, _Job) or model.steps is None:
+            return False
+        ok = not bad_items
+        seen: dict[str, int | None] = {}
+        for index, step in enumerate(model.steps):
+            line = self.doc.line([prefix], ("steps", index, "name"))
+            if step.name in seen:
+                self.add(
+                    line,
+                    name,
+                    "steps",
+                    f'step name "{step.name}" is used twice (also on line {seen[step.name]}); step names must be unique',
+                )
+                ok = False
+            else:
+                seen[step.name] = line
+        names = list(seen)
+        for index, step in enumerate(model.steps):
+            for position, need in enumerate(step.needs):
+                if need in seen and need != step.name:
+                    continue
+                line = self.doc.line([prefix], ("steps", index, "needs", position))
+                if need == step.name:
+                    message = f'step "{step.name}" needs itself; remove "{need}" from its needs'
+                else:
+                    hint = _did_you_mean(need, names)
+                    message = f'step "{step.name}" needs "{need}", which is not a step of this job; ' + (
+                        f'did you mean "{hint}"?' if hint else f"steps are {', '.join(names)}"
+                    )
+                self.add(line, name, "steps.needs", message)
+                ok = False
+        if ok:
+            cycle = pipeline_mod.find_cycle([(step.name, step.needs) for step in model.steps])
+            if cycle:
+                first = names.index(cycle[0])
+                self.add(
+                    self.doc.line([prefix], ("steps", first, "needs")),
+                    name,
+                    "steps.needs",
+                    f"the steps' needs form a cycle: {' -> '.join(cycle)} (each needs the next); "
+                    "remove one of these needs",
+                )
+                ok = False
+        return ok
+
+    def params(self, name: str, data: dict[str, Any], prefix: _Path, model: Any) -> bool:
+        """Parameter names, choices and defaults. False if any problem."""
+        if not isinstance(model, _Job) or not model.params:
+            return isinstance(model, _Job) or "params" not in data
+        from corral import params as params_mod
+
+        ok = True
+        scheduled = data.get("schedule") is not None
+        for pname, param in model.params.items():
+            where = (*prefix, "params", pname)
+            line = self.doc.key_lines.get(where)
+            if not re.match(params_mod.NAME_PATTERN, pname):
+                self.add(
+                    line, name, "params",
+                    f'"{pname}" is not a parameter name; use 1-64 characters of a-z, 0-9 and _, starting with a letter',
+                )
+                ok = False
+                continue
+            if param.type == "choice" and not param.choices:
+                self.add(line, name, f"params.{pname}", "type choice needs choices, like choices: [eu, us]")
+                ok = False
+                continue
+            if param.type != "choice" and param.choices is not None:
+                self.add(
+                    self.doc.key_lines.get((*where, "choices")), name, f"params.{pname}.choices",
+                    f"only applies with type: choice, but type is {param.type}",
+                )
+                ok = False
+                continue
+            if param.default is None:
+                if scheduled:
+                    self.add(
+                        line, name, f"params.{pname}",
+                        "has no default, but the job has a schedule and scheduled runs get no --param; give it a default",
+                    )
+                    ok = False
+                continue
+            default = param.default
+            if param.type in ("string", "choice") and isinstance(default, (bool, int, float)):
+                default = self.doc.raw.get((*where, "default"), str(default))
+            try:
+                params_mod.convert(self._param_spec(pname, param, None), default)
+            except errors.ParamError as exc:
+                self.add(
+                    self.doc.line([prefix], ("params", pname, "default")), name, f"params.{pname}.default",
+                    str(exc).split(": ", 1)[-1],
+                )
+                ok = False
+        return ok
+
+    def _param_spec(self, pname: str, param: _Param, default: Any) -> spec.ParamSpec:
+        return spec.ParamSpec(
+            name=pname,
+            type=param.type,
+            default=default,
+            choices=tuple(param.choices or ()),
+            description=param.description,
+        )
+
+    def param_specs(self, prefix: _Path, model: _Job) -> tuple[spec.ParamSpec, ...]:
+        from corral import params as params_mod
+
+        out = []
+        for pname, param in model.params.items():
+            default = param.default
+            if default is not None:
+                if param.type in ("string", "choice") and isinstance(default, (bool, int, float)):
+                    default = self.doc.raw.get((*prefix, "params", pname, "default"), str(default))
+                default = params_mod.convert(self._param_spec(pname, param, None), default)
+            out.append(self._param_spec(pname, param, default))
+        return tuple(out)
+
+    def step_specs(self, prefix: _Path, model: _Job) -> tuple[spec.StepSpec, ...]:
+        out = []
+        for index, step in enumerate(model.steps or ()):
+            if isinstance(step.run, str):
+                command: tuple[str, ...] = ("/bin/sh", "-c", step.run)
+                shell = True
+            else:
+                command = tuple(step.run)
+                shell = False
+            out.append(
+                spec.StepSpec(
+                    name=step.name,
+                    command=command,
+                    shell=shell,
+                    needs=tuple(dict.fromkeys(step.needs)),
+                    timeout=step.timeout,
+                    retries=step.retries,
+                    env=tuple(step.env.items()),
+                    cwd=None if step.cwd is None else _resolve(self.base, step.cwd),
+                    continue_on_failure=step.continue_on_failure,
+                    line=self.doc.line([prefix], ("steps", index)),
+                )
+            )
+        return tuple(out)
 
     def contradictions(self, name: str, data: dict[str, Any], origins: Mapping[str, list[_Path]]) -> None:
         """Keys that are each fine but wrong together (checked even when other keys fail)."""
@@ -1045,6 +1340,9 @@ class _Checker:
         if isinstance(model.run, str):
             command: tuple[str, ...] = ("/bin/sh", "-c", model.run)
             shell = True
+        elif model.run is None:  # a pipeline: the steps carry the commands
+            command = ()
+            shell = False
         else:
             command = tuple(model.run)
             shell = False
@@ -1084,6 +1382,9 @@ class _Checker:
             log_max_bytes=model.log_max if model.log_max is not None else log_max,
             line=key_line,
             source=self.source(("jobs", name), key_line),
+            steps=self.step_specs(("jobs", name), model),
+            parallelism=model.parallelism,
+            params=self.param_specs(("jobs", name), model),
         )
 
     def source(self, path: _Path, key_line: int | None) -> str:
@@ -1152,6 +1453,36 @@ def _valid_or(value: Any, check: Callable[[Any], Any], fallback: Any) -> Any:
     return result
 
 
+class _Secret(str):
+    """An ``env`` value written as ``{secret: ...}`` (stays a str through validation and merging)."""
+
+
+SECRET_MASK = "********"
+
+
+def _secret(item: Any, text: Callable[[_Path, Any], Any], path: _Path) -> Any:
+    """``{secret: VALUE}`` -> a :class:`_Secret`; anything else unchanged (a bad
+    mapping is then reported by the model as "not an env value")."""
+    if isinstance(item, dict) and list(item) == ["secret"]:
+        value = text((*path, "secret"), item["secret"])
+        if isinstance(value, str):
+            return _Secret(value)
+    return item
+
+
+def _with_secrets(job: spec.JobSpec, data: dict[str, Any]) -> spec.JobSpec:
+    """Mark the job's secret env names and mask their values in its YAML."""
+    env = data.get("env")
+    names = tuple(name for name, value in env.items() if isinstance(value, _Secret)) if isinstance(env, dict) else ()
+    if not names:
+        return job
+    marked = dataclasses.replace(job, secret_env=names)
+    source = marked.source
+    for value in marked.secret_values:
+        source = source.replace(value, SECRET_MASK)
+    return dataclasses.replace(marked, source=source)
+
+
 def _text_scalars(doc: _Doc, data: dict[str, Any], prefix: _Path) -> dict[str, Any]:
     """Numbers and booleans where text is meant (argv items, env and label values) become the text as written."""
 
@@ -1171,8 +1502,32 @@ def _text_scalars(doc: _Doc, data: dict[str, Any], prefix: _Path) -> dict[str, A
         value = out.get(key)
         if isinstance(value, dict):
             out[key] = {name: text((*prefix, key, name), item) for name, item in value.items()}
+            if key == "env":
+                out[key] = {name: _secret(item, text, (*prefix, key, name)) for name, item in out[key].items()}
         elif isinstance(value, list) and key == "labels":
             out[key] = [text((*prefix, key, index), item) for index, item in enumerate(value)]
+    steps = out.get("steps")
+    if isinstance(steps, list):
+        fixed: list[Any] = []
+        for index, step in enumerate(steps):
+            if isinstance(step, dict):
+                step = dict(step)
+                where = (*prefix, "steps", index)
+                if isinstance(step.get("run"), list):
+                    step["run"] = [text((*where, "run", i), item) for i, item in enumerate(step["run"])]
+                if isinstance(step.get("env"), dict):
+                    step["env"] = {n: text((*where, "env", n), item) for n, item in step["env"].items()}
+                if isinstance(step.get("name"), int) and not isinstance(step.get("name"), bool):
+                    step["name"] = text((*where, "name"), step["name"])  # seed 004's stages are named 31, 32...
+                if isinstance(step.get("needs"), list):
+                    step["needs"] = [
+                        text((*where, "needs", i), item) if isinstance(item, int) else item
+                        for i, item in enumerate(step["needs"])
+                    ]
+                elif isinstance(step.get("needs"), int) and not isinstance(step.get("needs"), bool):
+                    step["needs"] = text((*where, "needs"), step["needs"])
+            fixed.append(step)
+        out["steps"] = fixed
     return out
 
 

@@ -139,10 +139,20 @@ class JobSpec:
     parallelism: int = 1
     """How many steps of one run may execute at once."""
     params: tuple[ParamSpec, ...] = ()
+    secret_env: tuple[str, ...] = ()
+    """Names of ``env`` entries written as ``{secret: ...}``: their values are
+    masked wherever corral shows them (dashboard, API, the job's YAML)."""
 
     @property
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        """The non-empty values of the secret env entries, longest first."""
+        names = set(self.secret_env)
+        values = {value for name, value in self.env if name in names and value}
+        return tuple(sorted(values, key=lambda v: (-len(v), v)))
 
     @property
     def manual_only(self) -> bool:

@@ -1,13 +1,14 @@
 """The only module that builds SQL. Named functions, one transaction each.
 
 Every change of a run's state goes through :meth:`Store.transition` (or the
-batch forms built on the same conditional UPDATE), so a later event outbox can
-be written in the same transaction in one place.
+batch forms built on the same conditional UPDATE), and writes its event row
+(the outbox, see docs/events.md) in the same transaction.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import socket
@@ -25,7 +26,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from corral import errors
 from corral.store import tables as t
-from corral.store.tables import job_state, nodes, runs
+from corral.store.tables import event_cursors, event_publisher, events, job_state, nodes, runs
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,86 @@ def _run(row: Any) -> Run:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One published entry of the event feed; ``seq`` is gapless."""
+
+    seq: int
+    type: str
+    job: str
+    run_id: int | None
+    old_state: str | None
+    new_state: str | None
+    reason: str | None
+    message: str | None
+    at: datetime
+    payload_hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["at"] = self.at.isoformat()
+        return out
+
+
+_EVENT_COLUMNS = [f.name for f in fields(Event)]
+
+PUBLISH_LOCK = 0x636F7272
+"""PostgreSQL advisory lock key held by the one event publisher ("corr")."""
+
+
+def event_row(
+    type: str,
+    job: str,
+    run_id: int | None,
+    old_state: str | None,
+    new_state: str | None,
+    reason: str | None,
+    message: str | None,
+    at: datetime,
+) -> dict[str, Any]:
+    """An outbox row. The hash covers what the event says, not when: the same
+    change emitted twice hashes the same and is published once."""
+    subject = f"run:{run_id}" if run_id is not None else f"job:{job}"
+    digest = hashlib.sha256(
+        "\x1f".join((type, job, str(run_id), old_state or "", new_state or "", reason or "")).encode()
+    ).hexdigest()
+    return {
+        "type": type,
+        "job": job,
+        "run_id": run_id,
+        "old_state": old_state,
+        "new_state": new_state,
+        "reason": reason,
+        "message": message,
+        "at": at,
+        "subject": subject,
+        "payload_hash": digest,
+    }
+
+
+_EVENT_INSERT = events.insert()
+_RUN_STATES = sa.select(runs.c.id, runs.c.job, runs.c.state).where(
+    runs.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_UNPUBLISHED = (
+    sa.select(events.c.id, events.c.subject, events.c.payload_hash)
+    .where(events.c.published_at.is_(None))
+    .order_by(events.c.id)
+    .limit(sa.bindparam("limit"))
+)
+_PUBLISH = (
+    events.update()
+    .where(events.c.id == sa.bindparam("w_id", type_=events.c.id.type))
+    .values(seq=sa.bindparam("v_seq", type_=events.c.seq.type), published_at=sa.bindparam("v_at", type_=events.c.published_at.type))
+)
+_AFTER = (
+    sa.select(*(events.c[name] for name in _EVENT_COLUMNS))
+    .where(events.c.seq > sa.bindparam("after"))
+    .order_by(events.c.seq)
+    .limit(sa.bindparam("limit"))
+)
 
 
 def slot_key(job: str, instant: datetime) -> str:
@@ -218,6 +299,7 @@ class Store:
         """Insert several runs in one transaction; slot runs already present are
         left alone (their position in the result is ``None``)."""
         out: list[int | None] = []
+        evs: list[dict[str, Any]] = []
         with self._tx() as conn:
             for spec in specs:
                 values = dict(spec)
@@ -237,6 +319,14 @@ class Store:
                 stmt = self._insert_stmt(tuple(sorted(values)), bool(is_slot))
                 row = conn.execute(stmt, {f"v_{k}": v for k, v in values.items()}).first()
                 out.append(None if row is None else int(row[0]))
+                if row is not None:
+                    evs.append(
+                        event_row(
+                            "run.created", values["job"], int(row[0]), None, values["state"],
+                            values.get("reason"), values.get("message"), now,
+                        )
+                    )
+            self._append_events(conn, evs)
         return out
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - a Store lives as long as the process
@@ -278,21 +368,59 @@ class Store:
         now: datetime,
         expect: Iterable[str] | None = None,
     ) -> list[bool]:
-        """Apply several conditional state changes in one transaction."""
+        """Apply several conditional state changes in one transaction, each
+        with its event row."""
         allowed = tuple(expect) if expect is not None else t.ACTIVE_STATES
-        results: list[bool] = []
+        for _run_id, to_state, _values in changes:
+            if to_state not in t.ALL_STATES:
+                raise ValueError(f"unknown run state {to_state!r}")
+        if not changes:
+            return []
         with self._tx() as conn:
-            for run_id, to_state, values in changes:
-                if to_state not in t.ALL_STATES:
-                    raise ValueError(f"unknown run state {to_state!r}")
-                update = dict(values, state=to_state, updated_at=now)
-                if to_state in t.FINAL_STATES and "ended_at" not in update:
-                    update["ended_at"] = now
-                stmt = self._update_stmt(tuple(sorted(update)), allowed)
-                params = {f"v_{k}": v for k, v in update.items()}
-                params["w_id"] = run_id
-                res = conn.execute(stmt, params)
-                results.append(res.rowcount == 1)
+            return self._transition_in(conn, changes, now=now, allowed=allowed)
+
+    def _transition_in(
+        self,
+        conn: Connection,
+        changes: Sequence[tuple[int, str, dict[str, Any]]],
+        *,
+        now: datetime,
+        allowed: tuple[str, ...],
+    ) -> list[bool]:
+        # The event needs the state each run leaves. It is read first, then the
+        # UPDATE is made conditional on exactly that state: if another actor
+        # changed the run in between (the read is not locked), the UPDATE
+        # matches nothing and the run is read again, so the old state recorded
+        # is always the one this UPDATE replaced.
+        current = {r.id: (r.job, r.state) for r in conn.execute(_RUN_STATES, {"ids": [c[0] for c in changes]})}
+        results: list[bool] = []
+        evs: list[dict[str, Any]] = []
+        for run_id, to_state, values in changes:
+            update = dict(values, state=to_state, updated_at=now)
+            if to_state in t.FINAL_STATES and "ended_at" not in update:
+                update["ended_at"] = now
+            keys = tuple(sorted(update))
+            params = {f"v_{k}": v for k, v in update.items()}
+            params["w_id"] = run_id
+            won = False
+            for _attempt in range(10):
+                seen = current.get(run_id)
+                if seen is None or seen[1] not in allowed:
+                    break
+                if conn.execute(self._update_stmt(keys, (seen[1],)), params).rowcount == 1:
+                    won = True
+                    current[run_id] = (seen[0], to_state)
+                    if seen[1] != to_state:
+                        evs.append(
+                            event_row(
+                                "run.transition", seen[0], run_id, seen[1], to_state,
+                                update.get("reason"), update.get("message"), now,
+                            )
+                        )
+                    break
+                current.update((r.id, (r.job, r.state)) for r in conn.execute(_RUN_STATES, {"ids": [run_id]}))
+            results.append(won)
+        self._append_events(conn, evs)
         return results
 
     def update_run(self, run_id: int, *, now: datetime, **values: Any) -> bool:
@@ -318,11 +446,16 @@ class Store:
             if self.transition(run_id, t.CANCELLED, now=now, expect=(t.PENDING, t.QUEUED), reason=why, message=msg):
                 return self.get_run(run_id)
         with self._tx() as conn:
-            conn.execute(
+            res = conn.execute(
                 runs.update()
                 .where(runs.c.id == run_id, runs.c.state == t.RUNNING)
                 .values(stop_requested=why, updated_at=now)
             )
+            if res.rowcount == 1:
+                self._append_events(
+                    conn,
+                    [event_row("run.stop_requested", run.job, run_id, t.RUNNING, t.RUNNING, why, None, now)],
+                )
         return self.get_run(run_id)
 
     # -- runs: reads ----------------------------------------------------------
@@ -510,9 +643,23 @@ class Store:
 
     def set_paused(self, job: str, paused: bool, *, now: datetime, by: str | None = None) -> None:
         with self._tx() as conn:
+            was = conn.execute(sa.select(job_state.c.paused).where(job_state.c.job == job)).scalar()
             self._upsert_job_state(
                 conn, job, now, paused=paused, paused_at=now if paused else None, paused_by=by if paused else None
             )
+            if bool(was) != paused:
+                # Two processes pausing at once may both see "active" here; their
+                # events hash the same and the publisher keeps one.
+                self._append_events(
+                    conn,
+                    [
+                        event_row(
+                            "job.paused" if paused else "job.resumed", job, None,
+                            "paused" if was else "active", "paused" if paused else "active",
+                            None, f"by {by}" if by else None, now,
+                        )
+                    ],
+                )
 
     def set_cursor(self, job: str, cursor: datetime, *, now: datetime) -> None:
         with self._tx() as conn:
@@ -561,12 +708,545 @@ class Store:
             )
             return [dict(r._mapping) for r in rows]
 
+    # -- pipelines (issue 3): steps and run results ----------------------------
+    # Every change of a step's state goes through transition_steps (one
+    # transaction per call); create_steps inserts a run's step rows.
+
+    def create_steps(self, run_id: int, rows: Sequence[dict[str, Any]], *, now: datetime) -> list[Step]:
+        """Insert the step rows of a run that are not there yet (keyed on run and
+        name, so a second call inserts nothing); returns all of the run's steps."""
+        stmt = self._insert(t.steps).values(
+            {k: sa.bindparam(f"v_{k}", type_=t.steps.c[k].type) for k in _STEP_INSERT_KEYS}
+        ).on_conflict_do_nothing(index_elements=["run_id", "name"])
+        params = []
+        for row in rows:
+            values: dict[str, Any] = dict.fromkeys(_STEP_INSERT_KEYS)
+            values.update(attempt=1, created_at=now, updated_at=now, run_id=run_id)
+            values.update(row)
+            params.append({f"v_{k}": values[k] for k in _STEP_INSERT_KEYS})
+        with self._tx() as conn:
+            if params:
+                conn.execute(stmt, params)
+            found = conn.execute(
+                sa.select(t.steps).where(t.steps.c.run_id == run_id).order_by(t.steps.c.position)
+            ).all()
+        return [_step(r) for r in found]
+
+    def transition_steps(
+        self,
+        changes: Sequence[tuple[int, str, dict[str, Any]]],
+        *,
+        now: datetime,
+        expect: Iterable[str] | None = None,
+    ) -> list[bool]:
+        """Move steps to new states in one transaction, each only if it is in one
+        of ``expect`` (default: pending or running). Returns which changed."""
+        allowed = tuple(expect) if expect is not None else (t.PENDING, t.RUNNING)
+        results: list[bool] = []
+        if not changes:
+            return results
+        with self._tx() as conn:
+            for step_id, to_state, values in changes:
+                if to_state not in t.ALL_STATES or to_state == t.QUEUED:
+                    raise ValueError(f"unknown step state {to_state!r}")
+                update = dict(values, state=to_state, updated_at=now)
+                if to_state in t.FINAL_STATES and "ended_at" not in update:
+                    update["ended_at"] = now
+                if isinstance(update.get("outputs"), dict):
+                    update["outputs"] = json.dumps(update["outputs"], sort_keys=True)
+                res = conn.execute(
+                    t.steps.update().where(t.steps.c.id == step_id, t.steps.c.state.in_(allowed)).values(**update)
+                )
+                results.append(res.rowcount == 1)
+        return results
+
+    def get_steps(self, run_id: int) -> list[Step]:
+        """The steps of a run in job-file order (empty for a plain run)."""
+        query = sa.select(t.steps).where(t.steps.c.run_id == run_id).order_by(t.steps.c.position)
+        with self._read() as conn:
+            return [_step(r) for r in conn.execute(query)]
+
+    def set_run_result(
+        self, run_id: int, *, outputs: dict[str, str], result: dict[str, str] | None, now: datetime
+    ) -> None:
+        """Store what a run produced: its steps' outputs and its result (verdict, note)."""
+        values = dict(
+            outputs=json.dumps(outputs, sort_keys=True) if outputs else None,
+            verdict=(result or {}).get("verdict"),
+            note=(result or {}).get("note"),
+            updated_at=now,
+        )
+        stmt = self._insert(t.run_results).values(run_id=run_id, **values)
+        with self._tx() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["run_id"], set_=values))
+
+    def get_run_result(self, run_id: int) -> dict[str, Any] | None:
+        """``{"outputs": {...}, "verdict", "note"}`` of a run, or None."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.run_results).where(t.run_results.c.run_id == run_id)).first()
+        if row is None:
+            return None
+        return {
+            "outputs": json.loads(row.outputs) if row.outputs else {},
+            "verdict": row.verdict,
+            "note": row.note,
+        }
+
+    # -- web auth (issue 5): users, API tokens, sessions, audit log ----------------
+
+    def add_user(self, name: str, role: str, password_hash: str, *, now: datetime, replace: bool = False) -> None:
+        """Create dashboard user ``name`` (or, with ``replace``, change its role and password).
+
+        Raises :class:`errors.Conflict` when the user exists and ``replace`` is False."""
+        users = t.web_users
+        with self._tx() as conn:
+            exists = conn.execute(sa.select(users.c.name).where(users.c.name == name)).first() is not None
+            if exists and not replace:
+                raise errors.Conflict(
+                    f'user "{name}" already exists; pass --update to change its role and password'
+                )
+            if exists:
+                conn.execute(
+                    users.update()
+                    .where(users.c.name == name)
+                    .values(role=role, password_hash=password_hash, updated_at=now)
+                )
+                # A new password ends the sessions opened with the old one.
+                conn.execute(t.web_sessions.delete().where(t.web_sessions.c.user_name == name))
+            else:
+                conn.execute(
+                    users.insert().values(
+                        name=name, role=role, password_hash=password_hash, created_at=now, updated_at=now
+                    )
+                )
+
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        """The user's row (name, role, password_hash, ...), or None."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.web_users).where(t.web_users.c.name == name)).first()
+        return None if row is None else dict(row._mapping)
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every dashboard user, by name, without password hashes."""
+        users = t.web_users
+        query = sa.select(users.c.name, users.c.role, users.c.created_at, users.c.updated_at).order_by(users.c.name)
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def has_credentials(self) -> bool:
+        """Whether any user or unrevoked API token exists (then the dashboard asks for them)."""
+        with self._read() as conn:
+            if conn.execute(sa.select(t.web_users.c.name).limit(1)).first() is not None:
+                return True
+            query = sa.select(t.web_tokens.c.id).where(t.web_tokens.c.revoked_at.is_(None)).limit(1)
+            return conn.execute(query).first() is not None
+
+    def create_token(self, name: str, role: str, secret_hash: str, *, now: datetime, by: str | None = None) -> int:
+        """Record an API token (only its hash); returns its id."""
+        with self._tx() as conn:
+            row = conn.execute(
+                t.web_tokens.insert()
+                .values(name=name, role=role, secret_hash=secret_hash, created_at=now, created_by=by)
+                .returning(t.web_tokens.c.id)
+            ).first()
+        if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
+            raise errors.StoreError("the store did not return the new token's id")
+        return int(row[0])
+
+    def token_by_hash(self, secret_hash: str) -> dict[str, Any] | None:
+        """The unrevoked token with this hash, or None."""
+        tokens = t.web_tokens
+        query = sa.select(tokens).where(tokens.c.secret_hash == secret_hash, tokens.c.revoked_at.is_(None))
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else dict(row._mapping)
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Every API token, newest first, without hashes."""
+        tokens = t.web_tokens
+        query = sa.select(*(c for c in tokens.c if c.name != "secret_hash")).order_by(tokens.c.id.desc())
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def revoke_token(self, token_id: int, *, now: datetime) -> dict[str, Any]:
+        """Revoke a token; it stops working at once. Returns the token (without its hash)."""
+        tokens = t.web_tokens
+        with self._tx() as conn:
+            row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).first()
+            if row is None:
+                raise errors.NotFound(f"no API token {token_id}; `corral tokens list` shows them")
+            if row.revoked_at is not None:
+                raise errors.Conflict(f"API token {token_id} ({row.name}) was already revoked at {row.revoked_at}")
+            conn.execute(tokens.update().where(tokens.c.id == token_id).values(revoked_at=now))
+        found = dict(row._mapping, revoked_at=now)
+        found.pop("secret_hash")
+        return found
+
+    def create_session(self, id_hash: str, user: str, *, now: datetime, expires_at: datetime) -> None:
+        """Open a sign-in session (and drop expired ones, so the table stays small)."""
+        sessions = t.web_sessions
+        with self._tx() as conn:
+            conn.execute(sessions.delete().where(sessions.c.expires_at <= now))
+            conn.execute(sessions.insert().values(id_hash=id_hash, user_name=user, created_at=now, expires_at=expires_at))
+
+    def session_user(self, id_hash: str, *, now: datetime) -> dict[str, Any] | None:
+        """The user (name, role) of an unexpired session, or None."""
+        sessions, users = t.web_sessions, t.web_users
+        query = (
+            sa.select(users.c.name, users.c.role, sessions.c.expires_at)
+            .select_from(sessions.join(users, users.c.name == sessions.c.user_name))
+            .where(sessions.c.id_hash == id_hash, sessions.c.expires_at > now)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else dict(row._mapping)
+
+    def delete_session(self, id_hash: str) -> None:
+        with self._tx() as conn:
+            conn.execute(t.web_sessions.delete().where(t.web_sessions.c.id_hash == id_hash))
+
+    def record_audit(
+        self,
+        *,
+        actor: str,
+        role: str,
+        action: str,
+        now: datetime,
+        job: str | None = None,
+        run_id: int | None = None,
+        detail: str | None = None,
+    ) -> int:
+        """Append one entry to the audit log of who did what; returns its id."""
+        with self._tx() as conn:
+            row = conn.execute(
+                t.audit_log.insert()
+                .values(at=now, actor=actor, role=role, action=action, job=job, run_id=run_id, detail=detail)
+                .returning(t.audit_log.c.id)
+            ).first()
+        if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
+            raise errors.StoreError("the store did not return the new audit entry's id")
+        return int(row[0])
+
+    def list_audit(
+        self,
+        *,
+        job: str | None = None,
+        actor: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[AuditEntry]:
+        """Audit entries, newest first (``before_id`` pages back)."""
+        log = t.audit_log
+        query = sa.select(log)
+        if job is not None:
+            query = query.where(log.c.job == job)
+        if actor is not None:
+            query = query.where(log.c.actor == actor)
+        if before_id is not None:
+            query = query.where(log.c.id < before_id)
+        query = query.order_by(log.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [AuditEntry(**dict(r._mapping)) for r in conn.execute(query)]
+
+    # -- events (issue 6): outbox, publisher, feed, consumer cursors ------------
+
+    @staticmethod
+    def _append_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Write outbox rows in the caller's transaction (one executemany)."""
+        if rows:
+            conn.execute(_EVENT_INSERT, rows)
+
+    def append_events(self, rows: list[dict[str, Any]]) -> None:
+        """Write outbox rows made with :func:`event_row` in their own transaction
+        (for changes that are not run or job states, e.g. a monitor going late)."""
+        with self._tx() as conn:
+            self._append_events(conn, rows)
+
+    def publish_events(self, *, now: datetime | None = None, limit: int = 2000, wait: bool = False) -> int:
+        """Number the outbox rows committed so far: the publisher step.
+
+        One publisher at a time: on PostgreSQL the holder of an advisory
+        transaction lock (``wait=False`` gives up at once when another process
+        is publishing; it will pick these rows up), on SQLite the holder of the
+        database's write lock. Each row gets ``max(seq) + 1`` in outbox order,
+        so ``seq`` has no gaps and grows in commit order. A row whose hash
+        equals the last published event of the same subject is a re-emission:
+        it is marked as seen and gets no number. Returns how many were numbered."""
+        now = now or _now()
+        with self._read() as conn:
+            if conn.execute(_UNPUBLISHED, {"limit": 1}).first() is None:
+                return 0
+        with self._tx() as conn:
+            if self.dialect == "postgresql":
+                if wait:
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PUBLISH_LOCK)))
+                elif not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(PUBLISH_LOCK))).scalar():
+                    return 0
+            # A write first: on SQLite it takes the write lock before any read,
+            # so what is read below cannot change until commit.
+            head = self._insert(event_publisher).values(id=1, last_seq=0, published_at=now)
+            conn.execute(head.on_conflict_do_update(index_elements=["id"], set_={"published_at": now}))
+            rows = conn.execute(_UNPUBLISHED, {"limit": limit}).all()
+            if not rows:
+                return 0
+            last = conn.execute(sa.select(sa.func.max(events.c.seq))).scalar() or 0
+            previous = self._last_hashes(conn, {r.subject for r in rows})
+            updates = []
+            numbered = 0
+            for row in rows:
+                seq = None
+                if previous.get(row.subject) != row.payload_hash:
+                    last += 1
+                    numbered += 1
+                    seq = last
+                    previous[row.subject] = row.payload_hash
+                updates.append({"w_id": row.id, "v_seq": seq, "v_at": now})
+            conn.execute(_PUBLISH, updates)
+            conn.execute(event_publisher.update().where(event_publisher.c.id == 1).values(last_seq=last))
+        return numbered
+
+    @staticmethod
+    def _last_hashes(conn: Connection, subjects: set[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        names = sorted(subjects)
+        for i in range(0, len(names), 500):
+            chunk = names[i : i + 500]
+            latest = (
+                sa.select(sa.func.max(events.c.seq).label("seq"))
+                .where(events.c.subject.in_(chunk), events.c.seq.is_not(None))
+                .group_by(events.c.subject)
+                .scalar_subquery()
+            )
+            query = sa.select(events.c.subject, events.c.payload_hash).where(events.c.seq.in_(latest))
+            out.update((r.subject, r.payload_hash) for r in conn.execute(query))
+        return out
+
+    def events_after(self, after: int, limit: int = 500) -> list[Event]:
+        """Published events with ``seq > after``, in order. Polling with the
+        last ``seq`` seen never skips an event and never repeats one."""
+        with self._read() as conn:
+            return [Event(**r._mapping) for r in conn.execute(_AFTER, {"after": after, "limit": limit})]
+
+    def last_event_seq(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.max(events.c.seq))).scalar() or 0)
+
+    def unpublished_events(self) -> int:
+        """Outbox rows the publisher has not looked at yet."""
+        with self._read() as conn:
+            query = sa.select(sa.func.count()).select_from(events).where(events.c.published_at.is_(None))
+            return int(conn.execute(query).scalar() or 0)
+
+    def event_cursor(self, name: str) -> int:
+        """How far consumer ``name`` has read the feed (0: not yet)."""
+        with self._read() as conn:
+            value = conn.execute(sa.select(event_cursors.c.seq).where(event_cursors.c.name == name)).scalar()
+        return int(value or 0)
+
+    def save_event_cursor(self, name: str, seq: int, *, now: datetime) -> None:
+        with self._tx() as conn:
+            stmt = self._insert(event_cursors).values(name=name, seq=seq, updated_at=now)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"seq": seq, "updated_at": now}))
+
+    # -- notifications (issue 6): alert state per job, the delivery outbox -----------
+
+    def alert_states(self, job: str) -> dict[str, dict[str, Any]]:
+        """The job's alert conditions (``failure``, ``skipped``, ...) by name."""
+        from corral.store.tables import alert_state
+
+        with self._read() as conn:
+            rows = conn.execute(sa.select(alert_state).where(alert_state.c.job == job))
+            return {r.condition: dict(r._mapping) for r in rows}
+
+    def record_alerts(
+        self,
+        states: Sequence[dict[str, Any]],
+        outbox: Sequence[dict[str, Any]],
+        *,
+        consumer: str,
+        seq: int,
+        now: datetime,
+    ) -> None:
+        """In one transaction: new alert states, the deliveries they cause, and
+        the consumer's cursor. A crash before commit re-reads the same events."""
+        from corral.store.tables import alert_state, deliveries
+
+        with self._tx() as conn:
+            for st in states:
+                values = dict(st, updated_at=now)
+                stmt = self._insert(alert_state).values(**values)
+                keep = {k: v for k, v in values.items() if k not in ("job", "condition")}
+                conn.execute(stmt.on_conflict_do_update(index_elements=["job", "condition"], set_=keep))
+            if outbox:
+                conn.execute(
+                    deliveries.insert(),
+                    [dict(d, attempts=0, created_at=now, next_attempt_at=d.get("next_attempt_at", now)) for d in outbox],
+                )
+            stmt = self._insert(event_cursors).values(name=consumer, seq=seq, updated_at=now)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"seq": seq, "updated_at": now}))
+
+    def due_deliveries(self, now: datetime, *, limit: int = 100) -> list[dict[str, Any]]:
+        from corral.store.tables import deliveries
+
+        query = (
+            sa.select(deliveries)
+            .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+            .order_by(deliveries.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def update_delivery(self, delivery_id: int, **values: Any) -> None:
+        from corral.store.tables import deliveries
+
+        with self._tx() as conn:
+            conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(**values))
+
+    def deliveries_since(self, channel: str, since: datetime) -> int:
+        """Deliveries sent (or being sent) on ``channel`` since ``since``: the rate limit's count."""
+        from corral.store.tables import deliveries
+
+        query = sa.select(sa.func.count()).where(
+            deliveries.c.channel == channel,
+            deliveries.c.created_at >= since,
+            deliveries.c.status.in_(("pending", "sent", "failed")),
+        )
+        with self._read() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def list_deliveries(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        from corral.store.tables import deliveries
+
+        with self._read() as conn:
+            rows = conn.execute(sa.select(deliveries).order_by(deliveries.c.id.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    # -- metrics (issue 6): aggregates read in one go for /metrics -------------------
+
+    def _seconds_between(self, start: Any, end: Any) -> Any:
+        if self.dialect == "postgresql":
+            return sa.extract("epoch", end - start)
+        return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
+
+    def metrics_snapshot(self, buckets: Sequence[float]) -> dict[str, Any]:
+        """Counts by job and state, skips by reason, cumulative duration buckets
+        per job (``le`` each of ``buckets``), last success, deliveries, feed."""
+        from corral.store.tables import deliveries
+
+        finished = (
+            sa.select(runs.c.job, self._seconds_between(runs.c.started_at, runs.c.ended_at).label("d"))
+            .where(
+                runs.c.state.in_((t.SUCCEEDED, t.FAILED, t.TIMED_OUT)),
+                runs.c.started_at.is_not(None),
+                runs.c.ended_at.is_not(None),
+            )
+            .subquery()
+        )
+        bucket_cols = [
+            sa.func.sum(sa.case((finished.c.d <= b, 1), else_=0)).label(f"b{i}") for i, b in enumerate(buckets)
+        ]
+        with self._read() as conn:
+            by_state = conn.execute(
+                sa.select(runs.c.job, runs.c.state, sa.func.count()).group_by(runs.c.job, runs.c.state)
+            ).all()
+            skipped = conn.execute(
+                sa.select(runs.c.job, runs.c.reason, sa.func.count())
+                .where(runs.c.state == t.SKIPPED)
+                .group_by(runs.c.job, runs.c.reason)
+            ).all()
+            hist = conn.execute(
+                sa.select(finished.c.job, sa.func.count(), sa.func.sum(finished.c.d), *bucket_cols).group_by(
+                    finished.c.job
+                )
+            ).all()
+            last_ok = conn.execute(
+                sa.select(runs.c.job, sa.func.max(runs.c.ended_at))
+                .where(runs.c.state == t.SUCCEEDED)
+                .group_by(runs.c.job)
+            ).all()
+            sent = conn.execute(
+                sa.select(deliveries.c.channel, deliveries.c.status, sa.func.count()).group_by(
+                    deliveries.c.channel, deliveries.c.status
+                )
+            ).all()
+            feed = conn.execute(
+                sa.select(
+                    sa.func.max(events.c.seq),
+                    sa.func.sum(sa.case((events.c.published_at.is_(None), 1), else_=0)),
+                )
+            ).first()
+        ended_type = runs.c.ended_at.type
+        return {
+            "by_state": [(j, s, int(n)) for j, s, n in by_state],
+            "skipped": [(j, r or "", int(n)) for j, r, n in skipped],
+            "durations": [
+                (row[0], int(row[1]), round(float(row[2] or 0.0), 3), [int(v or 0) for v in row[3:]]) for row in hist
+            ],
+            "last_success": [
+                (j, ended_type.process_result_value(v, self.engine.dialect) if isinstance(v, datetime) else v)
+                for j, v in last_ok
+            ],
+            "deliveries": [(c, s, int(n)) for c, s, n in sent],
+            "last_seq": int(feed[0] or 0) if feed else 0,
+            "unpublished": int(feed[1] or 0) if feed else 0,
+        }
+
     # -- maintenance ------------------------------------------------------------
 
     def migrate(self) -> None:
         from corral.store import migrate
 
         migrate.upgrade(self.engine)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a pipeline run (see :mod:`corral.pipeline`)."""
+
+    id: int
+    run_id: int
+    name: str
+    position: int
+    state: str
+    reason: str | None
+    message: str | None
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+    signal: int | None
+    pid: int | None
+    pgid: int | None
+    proc_start: float | None
+    peak_rss: int | None
+    cpu_seconds: float | None
+    log_path: str | None
+    log_bytes: int | None
+    outputs: str | None
+    kept_from: int | None
+
+    @property
+    def output_values(self) -> dict[str, str]:
+        return json.loads(self.outputs) if self.outputs else {}
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+        out["outputs"] = self.output_values
+        return out
+
+
+_STEP_COLUMNS = [c.name for c in t.steps.columns]
+_STEP_INSERT_KEYS = tuple(c for c in _STEP_COLUMNS if c != "id")
+
+
+def _step(row: Any) -> Step:
+    return Step(**{name: row._mapping[name] for name in _STEP_COLUMNS})
 
 
 def redact(url: str) -> str:
@@ -582,3 +1262,29 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     if migrate:
         store.migrate()
     return store
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """Who did what from the dashboard or its API, and when (:meth:`Store.record_audit`)."""
+
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    job: str | None
+    run_id: int | None
+    detail: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "job": self.job,
+            "run_id": self.run_id,
+            "detail": self.detail,
+        }

@@ -49,7 +49,8 @@ def test_it_reports_every_mistake_in_one_pass_with_exact_messages(monkeypatch: p
         f'{f}:24: job "report": schedule: "0 0 30 2 *" can never fire: February never has a day 30',
         f'{f}:27: job "report": retries.exit_codes: 300 is too large; expected an exit code from 1 to 255',
         f'{f}:28: job "report": retries.jitter: 1.5 is too large; expected a fraction from 0 to 1, like 0.1',
-        f'{f}:31: job "report": env.OPTIONS: a mapping is not an env value (text, a number or true/false)',
+        f'{f}:31: job "report": env.OPTIONS: a mapping is not an env value (text, a number or true/false), '
+        "or {secret: text} for a value to mask",
         f'{f}:33: job "report": duplicate key "timeout" (also on line 32); YAML would silently keep only the last one',
         f'{f}:35: invalid job name "Nightly Backup"; use 1-64 characters of a-z, 0-9, _, . and -, '
         'starting with a letter or digit (^[a-z0-9][a-z0-9_.-]{0,63}$); try "nightly-backup"',
@@ -66,12 +67,16 @@ def test_it_reports_every_mistake_in_one_pass_with_exact_messages(monkeypatch: p
         f'{f}:48: job "fetch": retries.attempts: "3" is text, not a whole number; write it without quotes: 3',
         f'{f}:53: job "poll": schedule: {{every: 0}}: "every" must be a positive duration like 30h, got "0"',
         f'{f}:54: job "poll": schedule: unknown key "evry"; did you mean "every"?',
-        f'{f}:55: job "poll": "steps" is not supported yet: pipelines of steps are planned; '
-        'for now chain the stages in run, like run: "./a.sh && ./b.sh"',
+        f'{f}:55: job "poll": steps: item 1 is "collect", not a step; '
+        'write each step as a mapping like {name: collect, run: "./collect.sh"}',
+        f'{f}:55: job "poll": steps: item 2 is "encode", not a step; '
+        'write each step as a mapping like {name: encode, run: "./encode.sh"}',
+        f'{f}:55: job "poll": steps: a job has either run (one command) or steps (a pipeline), not both; '
+        "move the command into a step or remove steps",
         f'{f}:56: job "poll": description: 42 is a number, not text; put it in quotes: "42"',
         f'{f}:61: job "heartbeat": defined twice (also on line 58); job names must be unique',
     ]
-    assert str(caught.value).startswith("29 problems in the job file:\n  twenty_mistakes.yaml:4: log_max:")
+    assert str(caught.value).startswith("31 problems in the job file:\n  twenty_mistakes.yaml:4: log_max:")
 
 
 FULL = """\
