@@ -155,8 +155,40 @@ def test_a_real_sshd_host_unknown_at_first_is_trusted_only_with_accept_new(sshd:
     assert sshd.known_hosts.read_text() == f"[127.0.0.1]:{sshd.port} {sshd.host_pub}\n"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any spool; the denied case needs an ordinary user")
+ORDINARY_USER = "corral-ssh-test"
+
+
+def ordinary_login(server: Server) -> Server:
+    """When the tests run as root (root reads any spool), log in as an ordinary
+    account instead, created here if missing, so a closed spool is really closed."""
+    if os.geteuid() != 0:
+        return server
+    import pwd
+
+    try:
+        pwd.getpwnam(ORDINARY_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", ORDINARY_USER], check=True
+        )
+    # A new system account is locked ("!"), and sshd refuses locked accounts even
+    # for key logins; "*" means "no password" without the lock.
+    subprocess.run(["usermod", "-p", "*", ORDINARY_USER], check=True)
+    # sshd reads authorized_keys as the user logging in.
+    keys = server.key.parent / "authorized_keys"
+    keys.chmod(0o644)
+    # The ordinary account must be able to walk down to its keys and the fake root.
+    for folder in [server.root, keys.parent, *server.root.parents]:
+        if folder == Path("/"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o005)
+    config = server.ssh_config.parent / "config-ordinary"
+    config.write_text(server.ssh_config.read_text().replace(f"User {server.user}", f"User {ORDINARY_USER}"))
+    return Server(server.port, server.host_pub, ORDINARY_USER, server.key, config, server.known_hosts, server.root)
+
+
 def test_a_real_sshd_host_with_a_closed_spool_reports_permission_denied(sshd: Server) -> None:
+    sshd = ordinary_login(sshd)
     sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_pub}\n")
     spool = sshd.root / "var" / "spool" / "cron" / "crontabs"
     spool.chmod(0o300)

@@ -416,7 +416,9 @@ def test_the_log_is_capped_keeping_the_tail_with_a_marker(runs: Runs) -> None:
 
 
 def test_peak_rss_covers_a_child_process(runs: Runs) -> None:
-    hog = "import time; b = b'x' * (100 * 1024 * 1024); time.sleep(0.3)"
+    # Held past the first resource sample (1 s): a posix_spawn'ed wrapper's own
+    # ru_maxrss starts at corral's size, so short runs rely on samples.
+    hog = "import time; b = b'x' * (100 * 1024 * 1024); time.sleep(1.5)"
     outcome = runs.run_sh(f"'{sys.executable}' -c \"{hog}\"; exit 0")
     assert outcome.exit_code == 0
     assert outcome.peak_rss is not None and outcome.peak_rss >= 90 * 1024 * 1024
