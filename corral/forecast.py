@@ -198,7 +198,7 @@ def suggest(job: JobSpec, duration: timedelta, fc: Forecast) -> list[str]:
     name = durations.spec(timedelta(seconds=every))
     gap_s = durations.spec(timedelta(seconds=gap))
     out = [
-        f"schedule: {{every: {name}}}  # a fixed cadence longer than the {durations.format(duration)} run",
+        f"schedule: {{every: {name}}}  # a fixed cadence longer than the {durations.spec(duration)} run",
         f"schedule: {{after_completion: {gap_s}}}  # start {gap_s} after each run ends",
     ]
     if job.overlap == "skip":
