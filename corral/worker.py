@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from corral import durations, errors, executor, pipeline, policy
+from corral import durations, errors, executor, pipeline, policy, triggers, waitfor
 from corral import params as params_mod
 from corral.spec import JobSpec, Settings, StepSpec
 from corral.store import Store
@@ -133,6 +133,11 @@ class Worker:
         """Pipeline runs in flight here, by run id."""
         self._step_runs: dict[int, int] = {}
         """step row id -> run id, for the steps with a live process."""
+        self._waiting_since: dict[int, datetime] = {}
+        """run id -> when this worker first found the run's ``wait_for`` unmet
+        (in memory: a restart of corral starts the wait's timeout again)."""
+        self.triggered = 0
+        """Runs created by job-after-job triggers so far."""
 
     def set_jobs(self, settings: Settings, jobs: Mapping[str, JobSpec]) -> None:
         self.settings = settings
@@ -174,7 +179,14 @@ class Worker:
 
     def dispatch(self, now: datetime) -> datetime | None:
         """Start every pending run that may start now. Returns the next instant
-        a pending run becomes startable (its ``not_before``), if any."""
+        a pending run becomes startable (its ``not_before``, or the next look at
+        its ``wait_for`` conditions), if any; ``now`` when triggers created runs
+        that still need admitting."""
+        before = self.triggered
+        next_at = self._dispatch(now)
+        return now if self.triggered != before else next_at
+
+    def _dispatch(self, now: datetime) -> datetime | None:
         if not self.accepting:
             return None
         running_now = len(self.supervisor.running())
@@ -186,7 +198,11 @@ class Worker:
         next_at: datetime | None = None
         chosen: list[Run] = []
         skips: list[tuple[int, str, dict[str, Any]]] = []
-        for run in self.store.startable_runs(limit=1000 if room is None else room + 100):
+        startable = self.store.startable_runs(limit=1000 if room is None else room + 100)
+        if self._waiting_since:  # forget runs that stopped waiting elsewhere (cancelled, taken by another node)
+            ids = {run.id for run in startable}
+            self._waiting_since = {k: v for k, v in self._waiting_since.items() if k in ids}
+        for run in startable:
             job = self.jobs.get(run.job)
             if job is None:
                 skips.append((run.id, t.CANCELLED, dict(
@@ -201,16 +217,28 @@ class Worker:
                 continue
             if room is not None and len(chosen) >= room:
                 break
+            if job.wait_for:
+                verdict = self._check_wait(run, job, now)
+                if verdict.state == "timed_out":
+                    skips.append((run.id, t.FAILED, dict(reason=waitfor.WAIT_TIMEOUT, message=verdict.message)))
+                    continue
+                if verdict.state == "waiting":
+                    if verdict.next_check is not None and (next_at is None or verdict.next_check < next_at):
+                        next_at = verdict.next_check
+                    continue
             if run.catchup:
                 if catchup_room <= 0:
                     continue
                 catchup_room -= 1
             chosen.append(run)
         if skips:
-            self.store.transition_many(skips, now=now, expect=(t.PENDING,))
+            skipped = self.store.transition_many(skips, now=now, expect=(t.PENDING,))
             for job_name in {self.store.get_run(i).job for i, _, _ in skips}:
                 if job_name in self.jobs:
                     self._release_next(self.jobs[job_name], now)
+            gave_up = [i for (i, state, _), ok in zip(skips, skipped) if ok and state == t.FAILED]
+            if gave_up:
+                self._fire_triggers([(r.job, r.id, t.FAILED) for r in self.store.get_runs(gave_up).values()], now)
         if not chosen:
             return next_at
         won = set(self.store.claim_many([r.id for r in chosen], node=self.node, now=now))
@@ -255,6 +283,9 @@ class Worker:
             CORRAL_TRIGGER=run.trigger,
             CORRAL_NODE=self.node,
         )
+        upstream = triggers.upstream_of(run.params)
+        if upstream is not None:
+            env[triggers.ENV] = str(upstream)
         if job.params:
             # A bad stored value (the job file changed since the trigger) is
             # left out here; the run then sees the parameter missing. Pipeline
@@ -329,6 +360,7 @@ class Worker:
             changes.append((run.id, state, values))
         done = self.store.transition_many(changes, now=now, expect=(t.RUNNING, t.PENDING))
         release: set[str] = set()
+        ended: list[tuple[str, int, str]] = []  # (job, run, state) of runs whose chain of tries is over
         for (run_id, state, values), ok in zip(changes, done):
             if not ok:
                 continue
@@ -341,16 +373,19 @@ class Worker:
             job = self.jobs.get(run.job)
             if job is None:
                 continue
-            self._maybe_retry(job, run, state, values["exit_code"], now)
+            if not self._maybe_retry(job, run, state, values["exit_code"], now) or state == t.SUCCEEDED:
+                ended.append((run.job, run_id, state))
             release.add(run.job)
         for name in release:
             self._release_next(self.jobs[name], now)
+        self._fire_triggers(ended, now)
 
-    def _maybe_retry(self, job: JobSpec, run: Run, state: str, exit_code: int | None, now: datetime) -> None:
+    def _maybe_retry(self, job: JobSpec, run: Run, state: str, exit_code: int | None, now: datetime) -> bool:
+        """Create the retry the policy asks for; True if one was created."""
         if not policy.should_retry(job.retries, state=state, exit_code=exit_code, attempt=run.attempt):
-            return
+            return False
         if not self.accepting:
-            return
+            return False
         delay = policy.retry_delay(job.retries, attempt=run.attempt, rng=self.rng)
         new_id = self.store.create_run(
             job=job.name,
@@ -365,6 +400,55 @@ class Worker:
             f"in {durations.format(delay)}",
         )
         log.info("run %s of %s will be retried as run %s in %s", run.id, job.name, new_id, durations.format(delay))
+        return True
+
+    # -- triggers and wait_for (issue 3) ----------------------------------------------
+
+    def _fire_triggers(self, ended: list[tuple[str, int, str]], now: datetime) -> None:
+        """Create the runs that job-after-job triggers ask for, unadmitted (so
+        ``admit_new`` applies the overlap policy like for ``corral trigger``).
+        A failure that is retried fires nothing yet: its chain of tries is not over."""
+        if not ended or not any(job.triggers for job in self.jobs.values()):
+            return
+        todo = triggers.starts(self.jobs, ended)
+        if not todo:
+            return
+        paused = {name for name, row in self.store.job_states().items() if row.get("paused")}
+        rows: list[dict[str, Any]] = []
+        for start in todo:
+            row: dict[str, Any] = dict(
+                job=start.job, state=t.PENDING, trigger=triggers.TRIGGER, scheduled_for=now,
+                message=start.message, admitted=False, params=start.params,
+            )
+            if start.job in paused:
+                row.update(
+                    state=t.SKIPPED, reason=policy.PAUSED, admitted=True,
+                    message=f"{start.message}; {start.job} is paused, `corral resume {start.job}` to run it again",
+                )
+            rows.append(row)
+            log.info("run %s of %s %s: starting %s", start.upstream_run, start.upstream_job, start.state, start.job)
+        self.store.create_runs(rows, now=now)
+        self.triggered += len(rows)
+
+    def _job_running(self, name: str) -> bool:
+        return any(run.state == t.RUNNING for run in self.store.active_runs(name))
+
+    def _check_wait(self, run: Run, job: JobSpec, now: datetime) -> waitfor.Verdict:
+        """Look at the run's ``wait_for`` conditions; say so in its message while it waits."""
+        since = self._waiting_since.setdefault(run.id, now)
+        held = {i: waitfor.check(cond, job_running=self._job_running) for i, cond in enumerate(job.wait_for)}
+        verdict = waitfor.decide(job.wait_for, held, since=since, now=now, poll=job.wait_poll)
+        if verdict.state == "waiting":
+            if run.message != verdict.message:
+                self.store.update_run(run.id, now=now, message=verdict.message)
+            return verdict
+        self._waiting_since.pop(run.id, None)
+        if verdict.state == "met" and waitfor.is_waiting(run.state, run.message):
+            waited = durations.format(now - since)
+            self.store.update_run(
+                run.id, now=now, message=f"waited {waited} for: {(run.message or '')[len(waitfor.WAITING_PREFIX):]}"
+            )
+        return verdict
 
     def _release_next(self, job: JobSpec, now: datetime) -> None:
         """If nothing of the job is in flight, the oldest queued run gets its turn."""
@@ -471,7 +555,7 @@ class Worker:
     # pipeline.run_state decides the run's state once no step is left.
 
     def _param_values(self, job: JobSpec, run: Run, *, strict: bool) -> dict[str, Any]:
-        given = json.loads(run.params) if run.params else {}
+        given = triggers.user_params(json.loads(run.params)) if run.params else {}
         try:
             return params_mod.resolve(job.params, given, job=job.name)
         except errors.ParamError:
@@ -559,6 +643,9 @@ class Worker:
             CORRAL_STEP_ATTEMPT=str(row.attempt),
             CORRAL_OUTPUT=str(output_path),
         )
+        upstream = triggers.upstream_of(run.params)
+        if upstream is not None:
+            env[triggers.ENV] = str(upstream)
         return env
 
     def _advance(self, pr: _Pipeline, now: datetime) -> None:
@@ -767,8 +854,10 @@ class Worker:
         job = self.jobs.get(pr.run.job)
         if job is None:
             return
-        self._maybe_retry(job, pr.run, state, exit_code, now)
+        retried = self._maybe_retry(job, pr.run, state, exit_code, now)
         self._release_next(job, now)
+        if not retried or state == t.SUCCEEDED:
+            self._fire_triggers([(pr.run.job, pr.run.id, state)], now)
 
     def _close_steps_of_lost(self, run_id: int, now: datetime) -> None:
         """After a crash, the steps of a lost pipeline run end too: running ones lost, pending ones skipped."""

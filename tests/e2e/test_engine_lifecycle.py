@@ -144,8 +144,11 @@ def test_sigterm_drains_then_terminates_and_records_it(tmp_path: Path) -> None:
 
 
 def test_catch_up_runs_start_within_the_global_limit(tmp_path: Path) -> None:
+    # Hourly at a minute half an hour from now: the two slots of the last two
+    # hours were missed, and none is due "on time" while the test runs.
+    minute = (datetime.now(timezone.utc).minute + 30) % 60
     jobs = "".join(
-        f"  c{i}:\n    run: 'sleep 1'\n    schedule: '*/10 * * * *'\n    catchup: latest\n" for i in range(6)
+        f"  c{i}:\n    run: 'sleep 1'\n    schedule: '{minute} * * * *'\n    catchup: latest\n" for i in range(6)
     )
     path = write_config(tmp_path, f"catchup_concurrency: 2\ndrain: 10s\njobs:\n{jobs}")
     store = open_store(f"sqlite:///{tmp_path / '.corral/corral.db'}")

@@ -36,7 +36,7 @@ def test_it_reports_every_mistake_in_one_pass_with_exact_messages(monkeypatch: p
         f'{f}:4: log_max: "50 MiBs" is not a size; write a number with a unit B, KB, MB or GB, like 512KB, 50MB or 1GB',
         f"{f}:5: "
         'unknown key "retention"; valid keys are timezone, log_dir, store, log_max, catchup_concurrency, '
-        "max_running, drain, web, defaults, jobs",
+        "max_running, drain, web, notify, defaults, jobs",
         f'{f}:6: catchup_concurrency: "4" is text, not a whole number; write it without quotes: 4',
         f"{f}:7: web.port: 70000 is too large; expected a port number from 1 to 65535",
         f'{f}:11: defaults.kill_grace: "10 seconds" is not a duration; {duration_hint}',
@@ -367,10 +367,11 @@ def test_unknown_keys_suggest_a_close_one_or_list_the_valid_ones() -> None:
     ]
 
 
-@pytest.mark.parametrize("key", sorted(config.RESERVED_JOB_KEYS))
-def test_keys_of_later_features_are_not_supported_yet(key: str) -> None:
-    (problem,) = problems_of(f"jobs:\n  a:\n    run: x\n    {key}: 1\n")
-    assert problem.startswith(f'corral.yaml:4: job "a": "{key}" is not supported yet: ')
+def test_keys_of_later_features_are_not_supported_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    # trigger and wait_for were the reserved keys until they were built; the mechanism stays.
+    monkeypatch.setitem(config.RESERVED_JOB_KEYS, "later", "planned; for now start runs by hand")
+    (problem,) = problems_of("jobs:\n  a:\n    run: x\n    later: 1\n")
+    assert problem == 'corral.yaml:4: job "a": "later" is not supported yet: planned; for now start runs by hand'
 
 
 def test_values_are_shown_as_written_and_quoted_numbers_get_a_hint() -> None:
