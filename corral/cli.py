@@ -158,8 +158,18 @@ def main() -> None:
 @click.option("--host", default=None, help="Dashboard address (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Dashboard port (default 8377).")
 @click.option("--no-web", is_flag=True, help="Do not serve the dashboard.")
+@click.option(
+    "--inventory",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Inventory of `corral discover --json` for the dashboard's Discovery page "
+    "(default: newest *.json in .corral/inventories/ next to the job file).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-def up(config_path: str | None, db: str | None, host: str | None, port: int | None, no_web: bool, verbose: bool) -> None:
+def up(
+    config_path: str | None, db: str | None, host: str | None, port: int | None, no_web: bool,
+    inventory: Path | None, verbose: bool,
+) -> None:
     """Schedule and run the jobs of the job file until stopped (Ctrl-C / SIGTERM)."""
     from corral.engine import Engine
 
@@ -180,17 +190,17 @@ def up(config_path: str | None, db: str | None, host: str | None, port: int | No
     engine = Engine(cfg, store, db_override=db)
     engine.install_signal_handlers()
     if not no_web:
-        _start_web(ctx, engine, host or cfg.settings.web_host, port or cfg.settings.web_port)
+        _start_web(ctx, engine, host or cfg.settings.web_host, port or cfg.settings.web_port, inventory)
     engine.run_forever()
 
 
-def _start_web(ctx: Ctx, engine: Any, host: str, port: int) -> None:
+def _start_web(ctx: Ctx, engine: Any, host: str, port: int, inventory: Path | None = None) -> None:
     try:
         from corral.web import serve_in_thread
     except ImportError:
         logging.getLogger("corral").info("dashboard not available in this build")
         return
-    serve_in_thread(ctx.config_path, ctx.store_url, host=host, port=port)
+    serve_in_thread(ctx.config_path, ctx.store_url, host=host, port=port, inventory=inventory)
 
 
 @main.command()
@@ -378,7 +388,7 @@ def runs(config_path: str | None, db: str | None, job: str | None, state: tuple[
         table.add_row(
             str(run.id),
             run.job,
-            f"[{STATE_STYLE.get(run.state, '')}]{run.state}[/]",
+            _run_state_cell(run),
             _local(run.scheduled_for, tz),
             _relative(run.started_at, now) if run.started_at else "-",
             durations.format(dur) if dur is not None else "-",
@@ -386,6 +396,15 @@ def runs(config_path: str | None, db: str | None, job: str | None, state: tuple[
             (f"{run.reason}: " if run.reason else "") + (run.message or ""),
         )
     _console().print(table)
+
+
+def _run_state_cell(run: Run) -> str:
+    """A pending run held back by ``wait_for`` shows as ``waiting`` (its message says for what)."""
+    from corral import waitfor
+
+    if waitfor.is_waiting(run.state, run.message):
+        return "[yellow]waiting[/]"
+    return f"[{STATE_STYLE.get(run.state, '')}]{run.state}[/]"
 
 
 def _get_run(ctx: Ctx, run_id: str) -> Run:
@@ -622,33 +641,13 @@ def resume(config_path: str | None, db: str | None, job: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new run as JSON.")
 def retry(config_path: str | None, db: str | None, run_id: str, from_failed: bool, as_json: bool) -> None:
     """Start a new attempt of a finished RUN, linked to it (same parameters)."""
-    from corral import pipeline
+    from corral import rerun
 
     ctx = Ctx(config_path, db)
     old = _get_run(ctx, run_id)
     spec = ctx.job(old.job)
-    if old.active:
-        raise errors.Conflict(f"run {old.id} of {old.job} is still {old.state}; retry it once it has ended")
-    note = ""
-    if from_failed:
-        if not spec.steps:
-            raise errors.CorralError(
-                f"job {spec.name} has no steps, so there is nothing to keep; use `corral retry {old.id}` to run it again"
-            )
-        before = {step.name: step.state for step in ctx.store.get_steps(old.id)}
-        rerun = pipeline.to_rerun(spec.steps, before, from_failed=True)
-        if not rerun:
-            raise errors.Conflict(f"every step of run {old.id} succeeded; nothing to rerun (use `corral retry {old.id}` to run all)")
-        kept = [s.name for s in spec.steps if s.name not in rerun]
-        note = f"; reruns {', '.join(rerun)}" + (f", keeps {', '.join(kept)}" if kept else "")
-    now = datetime.now(timezone.utc)
-    new_id = ctx.store.create_run(
-        job=spec.name, state=t.PENDING, trigger="rerun_failed" if from_failed else "rerun", scheduled_for=now,
-        now=now, admitted=False, attempt=old.attempt + 1, retry_of=old.id,
-        params=json.loads(old.params) if old.params else None,
-        message=f"retry of run {old.id}" + (" from its failed steps" if from_failed else ""),
-    )
-    assert new_id is not None
+    made = rerun.retry(ctx.store, spec, old, from_failed=from_failed, now=datetime.now(timezone.utc))
+    new_id, note = made.run_id, made.note
     told = _wake_engine(ctx.store)
     run = ctx.store.get_run(new_id)
     if as_json:
@@ -753,3 +752,7 @@ main.add_command(_web_cli.tokens)
 from corral.discover import cli as _discover_cli  # noqa: E402
 main.add_command(_discover_cli.discover)
 main.add_command(_discover_cli.import_)
+from corral.publish_cli import publish as _publish_command  # noqa: E402 - staging-to-final publish (issue 3 item 7)
+main.add_command(_publish_command)
+from corral.doctor_cli import doctor as _doctor_command  # noqa: E402 - health checks (issue 6)
+main.add_command(_doctor_command)

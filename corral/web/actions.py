@@ -10,8 +10,12 @@ leaves no entry, and a crash between the two loses one entry at most.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
+from corral import rerun
+from corral import params as params_mod
 from corral.engine import notify_running_engines
 from corral.spec import JobSpec
 from corral.store import Store
@@ -42,15 +46,27 @@ def _audit(
     store.record_audit(actor=by.name, role=by.role, action=action, now=now, job=job, run_id=run_id, detail=detail)
 
 
-def trigger(store: Store, job: JobSpec, by: Principal, now: datetime) -> Run:
-    """A manual run of ``job``, waiting for the engine to apply its overlap policy."""
+def trigger(
+    store: Store, job: JobSpec, by: Principal, now: datetime, params: Mapping[str, Any] | None = None
+) -> Run:
+    """A manual run of ``job``, waiting for the engine to apply its overlap policy.
+
+    ``params`` (text from a form, or typed JSON values) are checked against
+    the job's declared parameters by :func:`params.resolve`; a bad or unknown
+    one raises :class:`errors.ParamError` and nothing is created. The values
+    reach the job's processes only as ``CORRAL_PARAM_*`` environment variables.
+    """
+    values = params_mod.resolve(job.params, params or {}, job=job.name)
     run_id = store.create_run(
-        job=job.name, state=t.PENDING, trigger="manual", scheduled_for=now, now=now, admitted=False
+        job=job.name, state=t.PENDING, trigger="manual", scheduled_for=now, now=now, admitted=False,
+        params=values or None,
     )
     if run_id is None:  # only slot runs can collide; a manual one always inserts
         raise RuntimeError(f"the store did not record a manual run of {job.name}")
     log.info("%s triggered run %s of %s", by.name, run_id, job.name)
-    _audit(store, by, "trigger", now, job=job.name, run_id=run_id, detail="manual run")
+    given = ", ".join(f"{k}={params_mod.text(v)}" for k, v in values.items())
+    detail = "manual run" + (f" with {given}" if given else "")
+    _audit(store, by, "trigger", now, job=job.name, run_id=run_id, detail=detail[:500])
     _wake(store)
     return store.get_run(run_id)
 
@@ -63,6 +79,16 @@ def cancel(store: Store, run_id: int, by: Principal, now: datetime) -> Run:
     _audit(store, by, "cancel", now, job=run.job, run_id=run.id, detail=detail)
     _wake(store)
     return run
+
+
+def retry(store: Store, job: JobSpec, old: Run, from_failed: bool, by: Principal, now: datetime) -> Run:
+    """A new attempt of the ended run ``old`` (see :func:`corral.rerun.retry`)."""
+    made = rerun.retry(store, job, old, from_failed=from_failed, now=now)
+    log.info("%s retried run %s of %s as run %s%s", by.name, old.id, job.name, made.run_id, made.note)
+    how = "from its failed steps" if from_failed else "all of it"
+    _audit(store, by, "retry", now, job=job.name, run_id=made.run_id, detail=f"retry of run {old.id}, {how}{made.note}")
+    _wake(store)
+    return store.get_run(made.run_id)
 
 
 def set_paused(store: Store, job: JobSpec, paused: bool, by: Principal, now: datetime) -> None:

@@ -25,6 +25,7 @@ from corral.store import tables as t
 from corral.store import Store
 from corral.store.queries import Run
 from corral.web import actions, inputs, openapi, problems, security, views
+from corral.web import discovery as discovery_mod
 from corral.web.auth import Principal
 from corral.web.state import web_of
 from corral.worker import log_path_for
@@ -126,11 +127,12 @@ def trigger(request: Request) -> Response:
     web = web_of(request)
     spec = views.find_job(web.jobfile.current().config, request.path_params["name"])
     body = inputs.json_object(security.body_of(request.scope), allowed=("params",))
-    if body.get("params"):
-        raise problems.BadRequest(
-            "job parameters are not supported yet (a job file cannot declare them); send {} to start the job as written"
-        )
-    run = actions.trigger(web.store, spec, _principal(request), web.clock.now())
+    given = body.get("params")
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise problems.BadRequest('params must be a JSON object of name to value, like {"params": {"region": "eu"}}')
+    run = actions.trigger(web.store, spec, _principal(request), web.clock.now(), params=given)
     return JSONResponse(run.as_dict(), status_code=201, headers={"Location": f"/api/runs/{run.id}"})
 
 
@@ -220,6 +222,37 @@ def cancel(request: Request) -> Response:
     run_id = _run_id(request)
     inputs.json_object(security.body_of(request.scope))
     return JSONResponse(actions.cancel(web.store, run_id, _principal(request), web.clock.now()).as_dict())
+
+
+def retry(request: Request) -> Response:
+    """A new attempt of an ended run (``?from_failed=1``: only its steps that did not succeed)."""
+    query = _only(request, ("from_failed",))
+    web = web_of(request)
+    from_failed = inputs.flag(query, "from_failed")
+    inputs.json_object(security.body_of(request.scope))
+    old = web.store.get_run(_run_id(request))
+    spec = views.find_job(web.jobfile.current().config, old.job)
+    made = actions.retry(web.store, spec, old, from_failed, _principal(request), web.clock.now())
+    return JSONResponse(made.as_dict(), status_code=201, headers={"Location": f"/api/runs/{made.id}"})
+
+
+def run_steps(request: Request) -> Response:
+    """A pipeline run's steps (job-file order, with their needs), outputs and result."""
+    _only(request, ())
+    web = web_of(request)
+    found = web.store.get_run(_run_id(request))
+    view = views.run_steps(web.jobfile.current().config, web.store, found)
+    return JSONResponse(view.as_dict())
+
+
+# -- discovery inventory ----------------------------------------------------------------
+
+
+def discovery(request: Request) -> Response:
+    query = _only(request, ("q", "host", "kind", "finding", "flagged"))
+    web = web_of(request)
+    found = discovery_mod.view(web.inventory, discovery_mod.Filter.of(query))
+    return JSONResponse(found.as_dict())
 
 
 # -- live log tail (Server-Sent Events) ----------------------------------------------

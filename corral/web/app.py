@@ -22,7 +22,7 @@ from corral import durations, errors
 from corral.clock import Clock, SystemClock
 from corral.config import NO_CAP
 from corral.store import open_store
-from corral.web import accounts, api, events, pages, problems, security, views
+from corral.web import accounts, api, discovery, events, pages, problems, security, views
 from corral.web import auth as auth_mod
 from corral.web.jobfile import LiveJobFile
 from corral.web.state import Web
@@ -59,7 +59,10 @@ def _routes() -> list[BaseRoute]:
         Route("/jobs/{name}/resume", needs(operator, pages.resume), methods=["POST"]),
         Route("/runs/{id}", needs(viewer, pages.run), name="run"),
         Route("/runs/{id}/log", needs(viewer, pages.run_log), name="run_log"),
+        Route("/runs/{id}/steps/{step}/log", needs(viewer, pages.step_log), name="step_log"),
         Route("/runs/{id}/cancel", needs(operator, pages.cancel), methods=["POST"]),
+        Route("/runs/{id}/retry", needs(operator, pages.retry), methods=["POST"]),
+        Route("/discovery", needs(viewer, pages.discovery), name="discovery"),
         Route("/timeline", needs(viewer, pages.timeline), name="timeline"),
         Route("/healthz", api.healthz),
         Route("/api/openapi.json", needs(viewer, api.openapi_doc)),
@@ -73,6 +76,9 @@ def _routes() -> list[BaseRoute]:
         Route("/api/runs/{id}", needs(viewer, api.run)),
         Route("/api/runs/{id}/log", needs(viewer, api.run_log)),
         Route("/api/runs/{id}/cancel", needs(operator, api.cancel), methods=["POST"]),
+        Route("/api/runs/{id}/retry", needs(operator, api.retry), methods=["POST"]),
+        Route("/api/runs/{id}/steps", needs(viewer, api.run_steps)),
+        Route("/api/discovery", needs(viewer, api.discovery)),
         Route("/api/runs/{id}/log/stream", needs(viewer, api.run_log_stream)),
         Route("/api/audit", needs(viewer, api.audit)),
         *events.routes(needs, viewer),  # /api/events, /metrics (issue 6)
@@ -92,6 +98,7 @@ def _templates() -> Jinja2Templates:
     env.filters["duration"] = durations.format
     env.filters["clean_log"] = views.strip_ansi
     env.filters["count"] = views.count
+    env.filters["inventory_time"] = discovery.shown_time
     env.globals["relative"] = views.relative
     env.globals["NO_CAP"] = NO_CAP
     return Jinja2Templates(env=env)
@@ -147,6 +154,7 @@ def create_app(
     host: str = "127.0.0.1",
     clock: Clock | None = None,
     csrf_secret: bytes | None = None,
+    inventory: Path | None = None,
 ) -> Starlette:
     """The dashboard and JSON API for the jobs of ``config_path`` and the runs in ``store_url``.
 
@@ -156,7 +164,8 @@ def create_app(
     served: a non-loopback host needs authentication
     (:class:`errors.CorralError` otherwise), and without it the app answers
     only requests addressed to a loopback name. ``clock`` fixes "now" for
-    tests.
+    tests. ``inventory`` is the discovery inventory the Discovery page shows
+    (default: the newest ``*.json`` in ``.corral/inventories/`` next to the job file).
     """
     jobfile = LiveJobFile(Path(config_path))
     store = open_store(store_url)
@@ -202,5 +211,8 @@ def create_app(
         exception_handlers={errors.CorralError: on_corral_error, HTTPException: on_http_error},
         lifespan=lifespan,
     )
-    app.state.web = Web(jobfile=jobfile, store=store, templates=templates, clock=clock or SystemClock(), auth=auth)
+    app.state.web = Web(
+        jobfile=jobfile, store=store, templates=templates, clock=clock or SystemClock(), auth=auth,
+        inventory=discovery.InventorySource(inventory, discovery.default_dir(Path(config_path))),
+    )
     return app

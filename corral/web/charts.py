@@ -439,3 +439,117 @@ def time_ticks(start: datetime, end: datetime, zone: str, *, most: int = 13) -> 
                 out.append((probe, label, midnight))
         probe += timedelta(minutes=15)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Step graph: a pipeline run's steps as boxes in columns by DAG depth
+
+
+@dataclass(frozen=True)
+class Node:
+    """A step to draw: its name, ``needs`` and what the box says."""
+
+    name: str
+    needs: tuple[str, ...]
+    state: str
+    detail: str
+    """Second line of the box, e.g. ``succeeded · 1m05s``."""
+    title: str
+    """Tooltip."""
+
+
+@dataclass(frozen=True)
+class Box:
+    name: str
+    x: float
+    y: float
+    w: float
+    h: float
+    state: str
+    detail: str
+    title: str
+    href: str
+
+
+@dataclass(frozen=True)
+class Arrow:
+    path: str
+    """SVG path data from the needed step's right edge to the dependant's left edge."""
+    title: str
+
+
+@dataclass(frozen=True)
+class StepGraph:
+    width: float
+    height: float
+    boxes: list[Box]
+    arrows: list[Arrow]
+
+
+def step_depths(nodes: Sequence[Node]) -> dict[str, int]:
+    """Longest chain of ``needs`` above each step (0 for a step that needs nothing).
+
+    Needs naming no drawn step are ignored; a cycle (impossible in a valid
+    job file) is cut where it is met, so drawing never loops."""
+    by_name = {n.name: n for n in nodes}
+    depth: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def of(name: str) -> int:
+        if name in depth:
+            return depth[name]
+        if name in visiting:
+            return 0
+        visiting.add(name)
+        above = [of(need) for need in by_name[name].needs if need in by_name]
+        visiting.discard(name)
+        depth[name] = 1 + max(above) if above else 0
+        return depth[name]
+
+    for node in nodes:
+        of(node.name)
+    return depth
+
+
+def step_graph(
+    nodes: Sequence[Node], *, box_w: float = 168, box_h: float = 44, gap_x: float = 56, gap_y: float = 14, pad: float = 8
+) -> StepGraph | None:
+    """Boxes in one column per depth (in the given order within a column) and
+    an arrow for every need; None without steps."""
+    if not nodes:
+        return None
+    depth = step_depths(nodes)
+    rows: dict[int, int] = {}
+    boxes: dict[str, Box] = {}
+    for node in nodes:
+        col = depth[node.name]
+        row = rows.get(col, 0)
+        rows[col] = row + 1
+        boxes[node.name] = Box(
+            node.name,
+            pad + col * (box_w + gap_x),
+            pad + row * (box_h + gap_y),
+            box_w,
+            box_h,
+            node.state,
+            node.detail,
+            node.title,
+            f"#step-{node.name}",
+        )
+    arrows = []
+    for node in nodes:
+        to = boxes[node.name]
+        for need in node.needs:
+            src = boxes.get(need)
+            if src is None:
+                continue
+            x1, y1 = src.x + src.w, src.y + src.h / 2
+            x2, y2 = to.x - 4, to.y + to.h / 2
+            bend = max((x2 - x1) / 2, 12)
+            path = f"M{x1:g},{y1:g} C{x1 + bend:g},{y1:g} {x2 - bend:g},{y2:g} {x2:g},{y2:g}"
+            arrows.append(Arrow(path, f"{node.name} needs {need}"))
+    columns = max(depth.values()) + 1
+    width = 2 * pad + columns * box_w + (columns - 1) * gap_x
+    tallest = max(rows.values())
+    height = 2 * pad + tallest * box_h + (tallest - 1) * gap_y
+    return StepGraph(width, height, list(boxes.values()), arrows)

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -206,8 +207,16 @@ def tokens_revoke(config_path: str | None, db: str | None, token_id: int) -> Non
 @_common
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1, or the job file's web.host).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8377, or web.port; 0 picks a free one).")
+@click.option(
+    "--inventory",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Inventory of `corral discover --json` for the Discovery page (default: newest *.json in .corral/inventories/ next to the job file).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-def web(config_path: str | None, db: str | None, host: str | None, port: int | None, verbose: bool) -> None:
+def web(
+    config_path: str | None, db: str | None, host: str | None, port: int | None, inventory: Path | None, verbose: bool
+) -> None:
     """Serve the dashboard for a job file and store, without scheduling anything.
 
     Serving on an address other than loopback needs sign-in: create a user
@@ -225,7 +234,7 @@ def web(config_path: str | None, db: str | None, host: str | None, port: int | N
     host = host or cfg.settings.web_host
     port = cfg.settings.web_port if port is None else port
     signed = ctx.store.has_credentials()
-    server = serve_in_thread(ctx.config_path, ctx.store_url, host=host, port=port)
+    server = serve_in_thread(ctx.config_path, ctx.store_url, host=host, port=port, inventory=inventory)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

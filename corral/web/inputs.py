@@ -154,3 +154,20 @@ def json_object(body: bytes, *, allowed: Sequence[str] = ()) -> dict[str, Any]:
             f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in the body; accepted: {accepted}"
         )
     return data
+
+
+_YES = ("1", "true", "yes", "on")
+_NO = ("0", "false", "no", "off")
+
+
+def flag(query: Mapping[str, str], name: str) -> bool:
+    """A yes/no parameter: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (absent: no)."""
+    raw = query.get(name)
+    if raw is None or raw.strip() == "":
+        return False
+    text = raw.strip().lower()
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise problems.BadRequest(f"{name}={_show(raw)} is not a yes or no; use {name}=1 or {name}=0")

@@ -45,6 +45,26 @@ _EMPTY_BODY = {
     "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False}}},
 }
 
+_TRIGGER_BODY = {
+    "required": False,
+    "description": _EMPTY_BODY["description"],
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "params": {
+                        "type": "object",
+                        "additionalProperties": {"type": ["string", "integer", "boolean"]},
+                        "description": "Values of the job's declared parameters by name.",
+                    }
+                },
+            }
+        }
+    },
+}
+
 _RUN = {
     "type": "object",
     "description": "One run: a slot's outcome or a manual start. Instants are ISO-8601 with offset (UTC).",
@@ -180,6 +200,29 @@ _JOB_DETAIL = {
                 "active": {"type": "array", "items": _ref("Run")},
                 "recent_runs": {"type": "array", "items": _ref("Run"), "description": "Last 20 runs, newest first."},
                 "source": {"type": "string", "description": "The job's YAML as written in the job file."},
+                "params": {
+                    "type": "array",
+                    "description": "Parameters a trigger may give (POST .../trigger with {\"params\": {...}}).",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "type": {"type": "string", "enum": ["string", "int", "bool", "choice"]},
+                            "default": {"type": ["string", "integer", "boolean", "null"]},
+                            "required": {"type": "boolean"},
+                            "choices": {"type": "array", "items": {"type": "string"}},
+                            "description": {"type": "string"},
+                        },
+                    },
+                },
+                "steps": {
+                    "type": "array",
+                    "description": "A pipeline job's steps and what each needs (empty for a plain job).",
+                    "items": {
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}, "needs": {"type": "array", "items": {"type": "string"}}},
+                    },
+                },
                 "config_error": {"type": ["string", "null"]},
             },
         },
@@ -331,8 +374,15 @@ def document() -> dict[str, Any]:
             "/api/jobs/{name}/trigger": {
                 "post": {
                     "summary": "Start a run now (the job's overlap policy still applies).",
+                    "description": (
+                        "Parameters the job declares (`params:` in the job file) are given as "
+                        '{"params": {"name": value}}; values are checked against their type (string, int, bool, '
+                        "choice), missing ones take their default, and an unknown, missing required or "
+                        "mistyped one is a 400 naming it. They reach the job only as CORRAL_PARAM_<NAME> "
+                        "environment variables, never through a shell."
+                    ),
                     "parameters": [_JOB_NAME],
-                    "requestBody": _EMPTY_BODY,
+                    "requestBody": _TRIGGER_BODY,
                     "responses": {
                         "201": _json(_ref("Run"), "The new pending run, not yet admitted by the engine."),
                         "400": _ERROR,
@@ -454,6 +504,52 @@ def document() -> dict[str, Any]:
                     "responses": {"200": ok_run, "400": _ERROR, "403": _ERROR, "404": _ERROR, "409": _ERROR},
                 }
             },
+            "/api/runs/{id}/retry": {
+                "post": {
+                    "summary": "Start a new attempt of an ended run, linked to it, with the same parameters.",
+                    "parameters": [
+                        _RUN_ID,
+                        _param(
+                            "from_failed",
+                            "query",
+                            "1: keep the steps that succeeded and rerun only the others (pipeline jobs).",
+                            {"type": "string", "enum": ["0", "1", "true", "false"], "default": "0"},
+                        ),
+                    ],
+                    "requestBody": _EMPTY_BODY,
+                    "responses": {
+                        "201": _json(_ref("Run"), "The new pending run."),
+                        "400": _ERROR,
+                        "403": _ERROR,
+                        "404": _ERROR,
+                        "409": _ERROR,
+                    },
+                }
+            },
+            "/api/runs/{id}/steps": {
+                "get": {
+                    "summary": "A pipeline run's steps (job-file order, with needs), its outputs and result.",
+                    "parameters": [_RUN_ID],
+                    "responses": {"200": _json(_ref("RunSteps"), "The steps."), "400": _ERROR, "404": _ERROR},
+                }
+            },
+            "/api/discovery": {
+                "get": {
+                    "summary": "The discovery inventory shown on /discovery: hosts, entries and findings.",
+                    "description": (
+                        "The file given with --inventory, else the newest *.json in .corral/inventories/ next "
+                        "to the job file; inventory is null when there is none. Findings are recomputed."
+                    ),
+                    "parameters": [
+                        _param("q", "query", "Only entries whose host, user, command, schedule or source contain this.", {"type": "string"}),
+                        _param("host", "query", "Only this host.", {"type": "string"}),
+                        _param("kind", "query", "Only this kind.", {"type": "string", "enum": ["job", "disabled", "invalid"]}),
+                        _param("finding", "query", "Only entries with this finding code.", {"type": "string"}),
+                        _param("flagged", "query", "1: only entries with findings.", {"type": "string"}),
+                    ],
+                    "responses": {"200": _json(_ref("Discovery"), "The inventory."), "400": _ERROR, "404": _ERROR},
+                }
+            },
             "/api/runs/{id}/log/stream": {
                 "get": {
                     "summary": "The run's log as Server-Sent Events: what is written, then new output live, "
@@ -531,10 +627,55 @@ def document() -> dict[str, Any]:
                         "at": {"type": "string", "format": "date-time"},
                         "actor": {"type": "string", "description": "User name, or NAME (token ID), or local."},
                         "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
-                        "action": {"type": "string", "enum": ["trigger", "cancel", "pause", "resume"]},
+                        "action": {"type": "string", "enum": ["trigger", "cancel", "pause", "resume", "retry"]},
                         "job": {"type": ["string", "null"]},
                         "run_id": {"type": ["integer", "null"]},
                         "detail": {"type": ["string", "null"]},
+                    },
+                },
+                "RunSteps": {
+                    "type": "object",
+                    "properties": {
+                        "run": {"type": "integer"},
+                        "job": {"type": "string"},
+                        "state": {"type": "string"},
+                        "steps": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "state": {"type": "string"},
+                                    "needs": {"type": "array", "items": {"type": "string"}},
+                                    "started_at": {"type": ["string", "null"], "format": "date-time"},
+                                    "ended_at": {"type": ["string", "null"], "format": "date-time"},
+                                    "duration": {"type": ["number", "null"]},
+                                    "exit_code": {"type": ["integer", "null"]},
+                                    "attempt": {"type": "integer"},
+                                    "peak_rss": {"type": ["integer", "null"]},
+                                    "cpu_seconds": {"type": ["number", "null"]},
+                                    "outputs": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    "kept_from": {"type": ["integer", "null"], "description": "Step row carried over by a retry from failed."},
+                                },
+                            },
+                        },
+                        "outputs": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "result": {
+                            "type": ["object", "null"],
+                            "properties": {"verdict": {"type": "string"}, "note": {"type": ["string", "null"]}},
+                        },
+                    },
+                },
+                "Discovery": {
+                    "type": "object",
+                    "properties": {
+                        "inventory": {"type": ["string", "null"], "description": "Path of the file shown."},
+                        "looked_in": {"type": "string"},
+                        "collected_at": {"type": ["string", "null"], "format": "date-time"},
+                        "hosts": {"type": "array", "items": {"type": "object"}},
+                        "findings": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "total_entries": {"type": "integer"},
+                        "entries": {"type": "array", "items": {"type": "object"}, "description": "As in `corral discover --json`."},
                     },
                 },
                 "PauseState": {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -18,9 +19,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from corral import durations, errors, masking
+from corral.discover import inventory as inventory_mod
 from corral.store import Store
 from corral.web import accounts, actions, api, charts, inputs, problems, security, views
 from corral.web import auth as auth_mod
+from corral.web import discovery as discovery_mod
 from corral.web.jobfile import Snapshot
 from corral.web.state import web_of
 
@@ -35,6 +38,7 @@ STALE_HEARTBEAT = timedelta(seconds=90)
 
 NOTICES = {
     "triggered": "Run {run} triggered; it starts as soon as the job's overlap policy allows.",
+    "retried": "Run {run} created as a retry; it starts as soon as the job's overlap policy allows.",
     "cancelled": "Run {run} cancelled.",
     "stopping": "Run {run} is being stopped (TERM, then KILL after the job's kill_grace).",
     "paused": "Job paused: its slots are recorded as skipped (reason paused) until it is resumed.",
@@ -102,6 +106,13 @@ def jobs(request: Request) -> Response:
 
 
 def job(request: Request) -> Response:
+    return _job_page(request)
+
+
+def _job_page(
+    request: Request, *, param_error: str | None = None, given: dict[str, str] | None = None, status: int = 200
+) -> Response:
+    """The job page; after a refused parameter form, with the reason and the values as typed."""
     web = web_of(request)
     now = web.clock.now()
     snap = web.jobfile.current()
@@ -134,8 +145,24 @@ def job(request: Request) -> Response:
             "outlook": outlook,
             "outlook_chart": views.forecast_chart(outlook, spec.timezone, "forecast"),
             "outlook_rows": outlook.forecast.slots[:FORECAST_ROWS],
+            "param_error": param_error,
+            # After a refused form the URL is .../trigger: buttons must come back to the job page.
+            **({"here": f"/jobs/{spec.name}"} if param_error is not None else {}),
+            "param_values": {
+                p.name: given[p.name] if given is not None and p.name in given else _shown_default(p.default)
+                for p in spec.params
+            },
         },
+        status=status,
     )
+
+
+def _shown_default(value: str | int | bool | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def run(request: Request) -> Response:
@@ -153,6 +180,13 @@ def run(request: Request) -> Response:
     elapsed = None
     if found.started_at is not None:
         elapsed = ((found.ended_at or now) - found.started_at).total_seconds()
+    steps = views.run_steps(snap.config, web.store, found)
+    retry_failed = (
+        spec is not None
+        and bool(spec.steps)
+        and not found.active
+        and any(row.step.state != "succeeded" for row in steps.steps)
+    )
     return render(
         request,
         snap,
@@ -165,6 +199,10 @@ def run(request: Request) -> Response:
             "log": log,
             "log_skipped": start,
             "elapsed": elapsed,
+            "steps": steps,
+            "graph": steps.graph,
+            "can_retry": spec is not None and not found.active and found.state != "skipped",
+            "retry_failed": retry_failed,
         },
     )
 
@@ -176,13 +214,30 @@ def run_log(request: Request) -> Response:
     path = api.log_file(request, found)
     if not path.is_file():
         raise errors.NotFound(f"run {found.id} of {found.job} has no log ({found.state})")
+    return _plain_log(path, views.log_secrets(web.jobfile.current().config, found.job), f"run {found.id} of {found.job}")
+
+
+def step_log(request: Request) -> Response:
+    """One step's whole log as plain text (the path comes from the store, never from the URL)."""
+    web = web_of(request)
+    found = web.store.get_run(inputs.run_id(request.path_params["id"]))
+    name = request.path_params["step"]
+    step = next((s for s in web.store.get_steps(found.id) if s.name == name), None)
+    if step is None:
+        raise errors.NotFound(f"run {found.id} of {found.job} has no step {name[:64]!r}")
+    if not step.log_path or not Path(step.log_path).is_file():
+        raise errors.NotFound(f"step {step.name} of run {found.id} has no log ({step.state})")
     secrets = views.log_secrets(web.jobfile.current().config, found.job)
+    return _plain_log(Path(step.log_path), secrets, f"step {step.name} of run {found.id}")
+
+
+def _plain_log(path: Path, secrets: tuple[bytes, ...], what: str) -> Response:
     if not secrets:
         return FileResponse(path, media_type="text/plain; charset=utf-8", content_disposition_type="inline")
     try:
         fh = open(path, "rb")
     except OSError as exc:
-        raise errors.NotFound(f"run {found.id} of {found.job} has no readable log: {exc.strerror}") from exc
+        raise errors.NotFound(f"{what} has no readable log: {exc.strerror}") from exc
 
     def blocks() -> Iterator[bytes]:
         with fh:
@@ -206,6 +261,14 @@ def timeline(request: Request) -> Response:
         "timeline.html",
         {"now": now, "tl": view, "range": query.get("range") or "24h", "zone": zone},
     )
+
+
+def discovery(request: Request) -> Response:
+    web = web_of(request)
+    snap = web.jobfile.current()
+    wanted = discovery_mod.Filter.of(request.query_params)
+    view = discovery_mod.view(web.inventory, wanted)
+    return render(request, snap, "discovery.html", {"inv": view, "want": wanted, "codes": inventory_mod.FINDING_CODES})
 
 
 # -- acting --------------------------------------------------------------------------
@@ -234,11 +297,45 @@ def _back(request: Request, default: str, **notice: str | int) -> Response:
     return RedirectResponse(f"{path}?{urlencode(query)}", status_code=303)
 
 
+PARAM_FIELD = "param."
+"""Form fields ``param.NAME`` carry the values of the job's parameters."""
+
+
 def trigger(request: Request) -> Response:
     web = web_of(request)
     spec = views.find_job(web.jobfile.current().config, request.path_params["name"])
-    created = actions.trigger(web.store, spec, security.require_principal(request.scope), web.clock.now())
+    fields = security.form_fields(security.body_of(request.scope))
+    types = {p.name: p.type for p in spec.params}
+    given: dict[str, str] = {}
+    for key, value in fields.items():
+        if not key.startswith(PARAM_FIELD):
+            continue
+        name = key[len(PARAM_FIELD) :]
+        if value == "" and types.get(name, "string") != "string":
+            continue  # an emptied number or choice field: its default applies (or "required" is reported)
+        given[name] = value
+    try:
+        created = actions.trigger(
+            web.store, spec, security.require_principal(request.scope), web.clock.now(), params=given
+        )
+    except errors.ParamError as exc:
+        if not spec.params:
+            raise  # no form to show it on: the error page says it
+        # The form again, with what was wrong and the values as they were typed.
+        typed = {k[len(PARAM_FIELD) :]: v for k, v in fields.items() if k.startswith(PARAM_FIELD)}
+        return _job_page(request, param_error=str(exc), given=typed, status=400)
     return _back(request, f"/jobs/{spec.name}", notice="triggered", run=created.id)
+
+
+def retry(request: Request) -> Response:
+    web = web_of(request)
+    principal = security.require_principal(request.scope)
+    fields = security.form_fields(security.body_of(request.scope))
+    from_failed = inputs.flag(fields, "from_failed")
+    old = web.store.get_run(inputs.run_id(request.path_params["id"]))
+    spec = views.find_job(web.jobfile.current().config, old.job)
+    made = actions.retry(web.store, spec, old, from_failed, principal, web.clock.now())
+    return _back(request, f"/runs/{made.id}", notice="retried", run=made.id)
 
 
 def pause(request: Request) -> Response:

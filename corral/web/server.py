@@ -76,13 +76,14 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     port: int = 8377,
     auth: auth_mod.Authenticator | None = None,
+    inventory: Path | None = None,
 ) -> WebServer:
     """Serve the dashboard on ``host:port`` from a daemon thread; returns once it listens.
 
     Raises :class:`errors.CorralError` for a non-loopback host without
     ``auth``, a busy port, or a job file or store that cannot be used.
     """
-    app = create_app(Path(config_path), store_url, auth=auth, host=host)
+    app = create_app(Path(config_path), store_url, auth=auth, host=host, inventory=inventory)
     sock = _listen(host, port)
     config = uvicorn.Config(
         app,

@@ -11,6 +11,7 @@ from starlette.templating import Jinja2Templates
 from corral.clock import Clock
 from corral.store import Store
 from corral.web import auth as auth_mod
+from corral.web.discovery import InventorySource
 from corral.web.jobfile import LiveJobFile
 
 
@@ -21,6 +22,7 @@ class Web:
     templates: Jinja2Templates
     clock: Clock
     auth: auth_mod.Authenticator | None
+    inventory: InventorySource
 
 
 def web_of(request: Request) -> Web:

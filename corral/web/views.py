@@ -21,7 +21,7 @@ from corral.config import NO_CAP
 from corral.spec import Config, JobSpec
 from corral.store import Store
 from corral.store import tables as t
-from corral.store.queries import Run
+from corral.store.queries import Run, Step
 from corral.web import charts
 
 EXECUTED_STATES = (t.SUCCEEDED, t.FAILED, t.TIMED_OUT)
@@ -269,6 +269,18 @@ class JobDetail:
                 "active": [r.as_dict() for r in self.active],
                 "recent_runs": [r.as_dict() for r in recent],
                 "source": job.source,
+                "params": [
+                    {
+                        "name": p.name,
+                        "type": p.type,
+                        "default": p.default,
+                        "required": p.default is None,
+                        "choices": list(p.choices),
+                        "description": p.description,
+                    }
+                    for p in job.params
+                ],
+                "steps": [{"name": s.name, "needs": list(s.needs)} for s in job.steps],
             }
         )
         return data
@@ -547,3 +559,69 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\
 def strip_ansi(text: str) -> str:
     """The text without terminal colour and cursor sequences (shown as plain text)."""
     return _ANSI.sub("", text)
+
+
+# ---------------------------------------------------------------------------
+# A pipeline run's steps
+
+
+@dataclass(frozen=True)
+class StepRow:
+    step: Step
+    needs: tuple[str, ...]
+    """From the job file as it is now (empty if the job or step left it)."""
+    duration: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = self.step.as_dict()
+        data.update(needs=list(self.needs), duration=self.duration)
+        return data
+
+
+@dataclass(frozen=True)
+class RunSteps:
+    run: Run
+    steps: list[StepRow]
+    outputs: dict[str, str]
+    verdict: str | None
+    note: str | None
+
+    @property
+    def graph(self) -> charts.StepGraph | None:
+        nodes = []
+        for row in self.steps:
+            s = row.step
+            shown = durations.format(row.duration) if row.duration is not None else ""
+            detail = s.state.replace("_", " ") + (f" · {shown}" if shown else "")
+            if s.exit_code not in (None, 0):
+                detail += f" · exit {s.exit_code}"
+            title = f"step {s.name}: {s.state}" + (f" ({s.reason})" if s.reason else "")
+            if s.message:
+                title += f": {s.message}"
+            nodes.append(charts.Node(s.name, row.needs, s.state, detail, title))
+        return charts.step_graph(nodes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run.id,
+            "job": self.run.job,
+            "state": self.run.state,
+            "steps": [row.as_dict() for row in self.steps],
+            "outputs": self.outputs,
+            "result": {"verdict": self.verdict, "note": self.note} if self.verdict else None,
+        }
+
+
+def run_steps(cfg: Config, store: Store, run: Run) -> RunSteps:
+    """``run``'s steps in job-file order with the needs the job file gives them,
+    and what the run produced (outputs, verdict and note)."""
+    spec = cfg.jobs.get(run.job)
+    needs = {s.name: s.needs for s in spec.steps} if spec is not None else {}
+    rows = []
+    for step in store.get_steps(run.id):
+        took = None
+        if step.started_at is not None and step.ended_at is not None:
+            took = (step.ended_at - step.started_at).total_seconds()
+        rows.append(StepRow(step, tuple(needs.get(step.name, ())), took))
+    result = store.get_run_result(run.id) or {}
+    return RunSteps(run, rows, dict(result.get("outputs") or {}), result.get("verdict"), result.get("note"))

@@ -7,6 +7,7 @@ temporary directory) for a person to look at.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -54,6 +55,14 @@ jobs:
   report:
     description: Manual only
     run: "echo report"
+  export:
+    description: Export one region's sales
+    run: "echo export"
+    params:
+      region: {type: choice, choices: [eu, us], default: eu}
+      days: {type: int, default: 1}
+      dry_run: {type: bool, default: false}
+      label: {type: string, description: shown in the report title}
 """
 
 
@@ -164,7 +173,7 @@ def test_signing_in_leads_to_the_jobs_page(tab: Tab, site: Site) -> None:
     tab.page.screenshot(path=str(site.shots / "login.png"), full_page=True)
     sign_in(tab, site)
     rows = tab.page.locator("tr.job-row")
-    assert rows.count() == 3
+    assert rows.count() == 4
     assert "every day at 01:00" in tab.page.inner_text("table.jobs")
     assert tab.page.locator("svg.spark").count() >= 2
     assert "olga" in tab.page.inner_text("header")
@@ -185,6 +194,25 @@ def test_the_trigger_button_posts_with_csrf_and_creates_a_run(tab: Tab, site: Si
     tab.page.goto(site.url + "/audit")
     assert "olga" in tab.page.inner_text("table.audit")
     tab.page.screenshot(path=str(site.shots / "audit.png"), full_page=True)
+
+
+def test_the_parameter_form_triggers_a_run_with_the_values_chosen(tab: Tab, site: Site) -> None:
+    sign_in(tab, site, "/jobs/export")
+    form = tab.page.locator("form.trigger-form")
+    assert form.locator("#param-region").input_value() == "eu"  # defaults are filled in
+    assert form.locator("#param-days").input_value() == "1"
+    form.locator("#param-region").select_option("us")
+    form.locator("#param-days").fill("5")
+    form.locator("#param-dry_run").select_option("true")
+    form.locator("#param-label").fill("Q1 'final' $(whoami)")
+    tab.page.screenshot(path=str(site.shots / "job-params.png"), full_page=True)
+    form.locator("button[type=submit]").click()
+    tab.page.wait_for_selector(".banner.notice")
+    assert "triggered" in tab.page.inner_text(".banner.notice")
+    (run,) = site.store.list_runs(job="export")
+    assert run.params is not None
+    assert json.loads(run.params) == {"region": "us", "days": 5, "dry_run": True, "label": "Q1 'final' $(whoami)"}
+    assert "label=Q1 'final' $(whoami)" in (site.store.list_audit()[0].detail or "")
 
 
 def test_a_log_printing_a_script_tag_shows_it_as_text(tab: Tab, site: Site) -> None:

@@ -337,9 +337,9 @@ def test_trigger_creates_a_pending_unadmitted_manual_run(site: Site) -> None:
     assert stored.scheduled_for == NOW
 
 
-def test_trigger_refuses_parameters_and_unknown_fields(site: Site) -> None:
+def test_trigger_refuses_undeclared_parameters_and_unknown_fields(site: Site) -> None:
     for body, words in [
-        ({"params": {"day": "1"}}, "parameters are not supported yet"),
+        ({"params": {"day": "1"}}, "job report takes no parameters"),
         ({"force": True}, "unknown field force"),
     ]:
         response = site.client.post("/api/jobs/report/trigger", json=body)
