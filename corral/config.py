@@ -36,6 +36,9 @@ ignored, so they can hold YAML anchors to merge with ``<<: *name``):
     Duration: on shutdown, how long running jobs get to finish. Default ``30s``.
 ``web``
     ``{host, port}`` of the dashboard. Default ``127.0.0.1`` and ``8377``.
+``notify``
+    Alert channels and rules: ``{channels: {NAME: {type, ...}}, default:
+    RULE, dashboard_url}``; see :mod:`corral.config_notify` and docs/alerts.md.
 ``defaults``
     Any job key except ``run`` and ``schedule``; applied to every job that
     does not set it. ``env`` and ``labels`` merge key by key (the job wins);
@@ -108,12 +111,28 @@ Per job (only ``run`` is required):
 ``params``
     Mapping of parameter name to ``{type: string|int|bool|choice, default,
     choices, description}`` (see :mod:`corral.params`).
+``trigger``
+    ``{after: JOB, on: success|failure|always}`` or a list of them: a run of
+    this job is created when a run of JOB ends that way (``on`` defaults to
+    ``success``; see :mod:`corral.triggers`). JOB must exist; triggers must
+    not form a loop.
+``expected_duration``
+    Duration: a run still going after this long is overrunning (``overrun`` alerts).
+``notify``
+    This job's alert rule, overriding ``notify: {default: ...}`` key by key
+    (``channels``, ``on``, ``remind_every``, ``quiet_hours``, ``overrun_factor``,
+    ``missed_after``); ``false`` for no alerts.
+``wait_for``
+    A list of conditions, or ``{poll: 5s, conditions: [...]}``: each one of
+    ``{pid_file: PATH}``, ``{process: "cmdline text"}`` (has exited),
+    ``{path: PATH}`` (exists), ``{job_idle: JOB}`` (no run of JOB running),
+    ``{tcp: "host:port"}`` (answers), with an optional ``timeout`` (default
+    ``1h``). A pending run starts only when all hold; see :mod:`corral.waitfor`.
 
 Durations are written ``90s``, ``30m``, ``26h``, ``2d``, ``1h30m``; a bare
 number is seconds. An empty value for a key without a default (``timeout:``,
 ``min_gap:``, ``start_deadline:``, ``max_concurrent:``, ``cwd:``, ``log_dir:``,
-``store:``, ``max_running:``) means "not set", which also clears a default. Keys reserved for later (``trigger``,
-``wait_for``) are rejected as "not supported yet".
+``store:``, ``max_running:``) means "not set", which also clears a default.
 """
 
 from __future__ import annotations
@@ -151,10 +170,7 @@ DEFAULT_FILE = "corral.yaml"
 SCHEDULE_KEYS: tuple[str, ...] = ("every", "anchor", "after_completion")
 """Keys a mapping schedule may use (``schedule.parse`` decides what combines)."""
 
-RESERVED_JOB_KEYS: dict[str, str] = {
-    "trigger": "job-after-job triggers are planned; for now use a schedule or start runs by hand",
-    "wait_for": "wait-for conditions are planned; for now check the condition at the start of run",
-}
+RESERVED_JOB_KEYS: dict[str, str] = {}
 """Job keys of features not built yet. To add one: give the job model a field
 and drop its entry here."""
 
@@ -370,6 +386,7 @@ class _Settings(_Strict):
     max_running: Count | None = None
     drain: Duration = timedelta(seconds=30)
     web: _Web = _Web()
+    notify: Any = None  # checked in corral.config_notify
     defaults: Any = None
     jobs: Any = None
 
@@ -420,6 +437,7 @@ class _JobOptions(_Strict):
     dst: _Dst = _Dst()
     log_max: Size | None = None
     parallelism: Count = 1
+    expected_duration: PositiveDuration | None = None
 
 
 class _Step(_Strict):
@@ -451,6 +469,9 @@ class _Job(_JobOptions):
     schedule: Any = None  # each value goes through schedule.parse (see _Checker.schedules)
     steps: Annotated[list[_Step], Field(min_length=1)] | None = None
     params: dict[str, _Param] = {}
+    trigger: Any = None  # checked in _Checker.triggers
+    wait_for: Any = None  # checked in _Checker.wait_conditions
+    notify: Any = None  # checked in corral.config_notify
 
 
 _DURATION = "a duration like 90s, 30m, 26h or 2d"
@@ -499,6 +520,8 @@ _EXPECT: dict[str, str] = {
     "run": 'a shell string like "echo hello" or an argv list like ["echo", "hello"]',
     "schedule": 'a cron string like "0 1 * * *", {every: 30h} or {after_completion: 6h}, or a list of them',
     "parallelism": "a whole number of 1 or more",
+    "expected_duration": _DURATION,
+    "notify": "alert channels and rules, like {channels: {ops: {type: discord, url: ...}}, default: {channels: [ops]}}",
     "steps": 'a list of steps like [{name: fetch, run: "./fetch.sh"}, {name: load, run: "./load.sh", needs: [fetch]}]',
     "steps.*": 'a step like {name: fetch, run: "./fetch.sh"}',
     "steps.name": "a step name like fetch or 31",
@@ -518,6 +541,8 @@ _EXPECT: dict[str, str] = {
     "params.choices.*": "an allowed value (text)",
     "params.description": "text",
     "params.default": "a default value of the parameter's type",
+    "trigger": "a trigger like {after: collect, on: success}, or a list of them",
+    "wait_for": "a list of conditions like [{pid_file: /run/collector.pid, timeout: 12h}]",
 }
 
 
@@ -773,6 +798,7 @@ class _Checker:
         self.problems = doc.problems
         self.warnings: list[errors.Problem] = []
         self.bad_steps: set[str] = set()
+        self.notify = spec.NotifySettings()
 
     def add(self, line: int | None, job: str | None, key: str | None, message: str) -> None:
         self.problems.append(errors.Problem(self.doc.file, line, job, key, message))
@@ -881,6 +907,8 @@ class _Checker:
                 return f'unknown key "{name}"; {name} is a job setting: put it under a job, or under "defaults:" to apply it to every job'
             if isinstance(value, dict) and "run" in value:
                 return f'unknown key "{name}"; it looks like a job: put it under "jobs:"'
+        if parent is _JobOptions and name == "notify":
+            return 'unknown key "notify" under defaults; the default alert rule goes under the top-level "notify: {default: ...}"'
         if parent in (_Job, _JobOptions):
             if name in RESERVED_JOB_KEYS:
                 return f'"{name}" is not supported yet: {RESERVED_JOB_KEYS[name]}'
@@ -937,6 +965,10 @@ class _Checker:
                 job = self.job(name, body, defaults, timezone, log_max)
                 if job is not None:
                     jobs[name] = job
+            self.trigger_graph(jobs, [str(name) for name in raw_jobs])
+        from corral import config_notify
+
+        self.notify = config_notify.check(self, top.get("notify"), raw_jobs, environ, settings)
         return settings, jobs
 
     def settings(self, model: _Settings | None, environ: Mapping[str, str], config_path: Path) -> spec.Settings:
@@ -970,7 +1002,7 @@ class _Checker:
             )
             return {}
         raw = dict(raw)
-        for name in ("run", "schedule", "steps", "params"):
+        for name in ("run", "schedule", "steps", "params", "trigger", "wait_for"):
             if name in raw:
                 del raw[name]
                 self.add(
@@ -1047,12 +1079,17 @@ class _Checker:
         dst = _valid_or(data.get("dst", {}), lambda value: _Dst.model_validate(value), _Dst())
         dst_policy = spec.DstPolicy(gap=dst.gap, fold=dst.fold)
         schedules = self.schedules(name, data, origins.get("schedule", [prefix]), tz, dst_policy)
+        trigs = self.triggers(name, data, prefix)
+        waits = self.wait_conditions(name, data, prefix)
         if not isinstance(model, _Job):
             return None
-        if not (pipeline_ok and params_ok):
+        if not (pipeline_ok and params_ok) or trigs is None or waits is None:
             return None
         job = self.spec(name, model, tz, dst_policy, schedules or (), log_max, key_line)
+        job = dataclasses.replace(job, triggers=trigs, wait_for=waits[0], wait_poll=waits[1])
         job = _with_secrets(job, data)
+        if model.expected_duration is not None:
+            job = dataclasses.replace(job, expected_duration=model.expected_duration)
         self.check_rules(job, model, origins)
         return job if good_name and schedules is not None else None
 
@@ -1252,6 +1289,143 @@ class _Checker:
                 )
             )
         return tuple(out)
+
+    # -- triggers and wait_for (issue 3) -------------------------------------------
+
+    def triggers(self, name: str, data: dict[str, Any], prefix: _Path) -> tuple[spec.TriggerSpec, ...] | None:
+        """``trigger:`` items (their ``after`` jobs are checked in trigger_graph). None if any is wrong."""
+        raw = data.get("trigger")
+        if "trigger" not in data:
+            return ()
+        example = "{after: collect, on: success}"
+        if raw is None or raw == []:
+            self.add(self.doc.key_lines.get((*prefix, "trigger")), name, "trigger", f"no value given; write it like {example}")
+            return None
+        items = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
+        out: list[spec.TriggerSpec] = []
+        ok = True
+        for index, item in items:
+            loc: tuple[Any, ...] = ("trigger",) if index is None else ("trigger", index)
+            line = self.doc.line([prefix], loc)
+            if not isinstance(item, dict):
+                shown = self.doc.shown((*prefix, *loc), item)
+                self.add(line, name, "trigger", f"{shown} is not a trigger; write it like {example}")
+                ok = False
+                continue
+            unknown = [key for key in item if key not in ("after", "on")]
+            for key in unknown:
+                self.add(self.doc.line([prefix], (*loc, key), of_key=True), name, "trigger", _unknown_key(key, ["after", "on"]))
+            after, on = item.get("after"), item.get("on", "success")
+            if isinstance(after, (int, float)) and not isinstance(after, bool):  # a job named 31
+                after = self.doc.raw.get((*prefix, *loc, "after"), str(after))
+            if "after" not in item:
+                self.add(line, name, "trigger", f'missing key "after": the job whose runs start this one, like {example}')
+            elif not isinstance(after, str) or not after:
+                shown = self.doc.shown((*prefix, *loc, "after"), after)
+                self.add(self.doc.line([prefix], (*loc, "after")), name, "trigger.after", f"{shown} is not a job name; write it like {example}")
+                after = None
+            if on not in spec.TRIGGER_ON:
+                shown = self.doc.shown((*prefix, *loc, "on"), on)
+                hint = _did_you_mean(on, spec.TRIGGER_ON) if isinstance(on, str) else None
+                self.add(
+                    self.doc.line([prefix], (*loc, "on")), name, "trigger.on",
+                    f"{shown} is not one of {', '.join(spec.TRIGGER_ON)}" + (f'; did you mean "{hint}"?' if hint else ""),
+                )
+                on = None
+            if unknown or not isinstance(after, str) or not after or on is None:
+                ok = False
+                continue
+            out.append(spec.TriggerSpec(after=after, on=on, line=self.doc.line([prefix], (*loc, "after"))))
+        return tuple(out) if ok else None
+
+    def wait_conditions(
+        self, name: str, data: dict[str, Any], prefix: _Path
+    ) -> tuple[tuple[spec.WaitCondition, ...], timedelta] | None:
+        """``wait_for:`` as (conditions, poll). None if anything is wrong."""
+        from corral import waitfor
+
+        poll = spec.DEFAULT_WAIT_POLL
+        if "wait_for" not in data:
+            return (), poll
+        raw = data.get("wait_for")
+        where: tuple[Any, ...] = ("wait_for",)
+        example = "[{pid_file: /run/collector.pid, timeout: 12h}]"
+        if isinstance(raw, dict) and ("conditions" in raw or "poll" in raw):
+            ok = True
+            for key in raw:
+                if key not in ("poll", "conditions"):
+                    self.add(
+                        self.doc.line([prefix], (*where, key), of_key=True), name, "wait_for",
+                        _unknown_key(key, ["poll", "conditions"]),
+                    )
+                    ok = False
+            if "poll" in raw:
+                try:
+                    poll = waitfor.parse_duration(raw["poll"], "poll")
+                except waitfor.BadCondition as exc:
+                    self.add(self.doc.line([prefix], (*where, "poll")), name, "wait_for.poll", str(exc))
+                    ok = False
+            if "conditions" not in raw:
+                self.add(self.doc.line([prefix], where), name, "wait_for", f'missing key "conditions": a list like {example}')
+                return None
+            raw, where = raw["conditions"], (*where, "conditions")
+            if not ok:
+                return None
+        if isinstance(raw, dict):
+            raw = [raw]
+            items: list[tuple[tuple[Any, ...], Any]] = [(where, raw[0])]
+        elif isinstance(raw, list) and raw:
+            items = [((*where, index), item) for index, item in enumerate(raw)]
+        else:
+            shown = self.doc.shown((*prefix, *where), raw)
+            self.add(self.doc.line([prefix], where), name, "wait_for", f"{'an empty list' if raw == [] else shown} is not a list of conditions; write it like {example}")
+            return None
+        out: list[spec.WaitCondition] = []
+        for loc, item in items:
+            try:
+                out.append(waitfor.parse(item, base=self.base))
+            except waitfor.BadCondition as exc:
+                at = (*loc, exc.key) if exc.key and isinstance(item, dict) and exc.key in item else loc
+                self.add(self.doc.line([prefix], at, of_key=exc.key not in (None, "timeout", "tcp")), name, "wait_for", str(exc))
+        return (tuple(out), poll) if len(out) == len(items) else None
+
+    def trigger_graph(self, jobs: Mapping[str, spec.JobSpec], names: list[str]) -> None:
+        """Across jobs: ``after`` and ``job_idle`` name jobs of the file; triggers form no loop."""
+        from corral import triggers as triggers_mod
+
+        def unknown(job: str, what: str, wanted: str) -> str:
+            hint = _did_you_mean(wanted, [n for n in names if n != job])
+            return f'{what} "{wanted}", which is not a job in this file; ' + (
+                f'did you mean "{hint}"?' if hint else f"jobs are {', '.join(names)}"
+            )
+
+        bad: set[str] = set()
+        for job in jobs.values():
+            for trig in job.triggers:
+                if trig.after not in names:
+                    self.add(trig.line, job.name, "trigger.after", unknown(job.name, "runs after", trig.after))
+                    bad.add(job.name)
+            nested = ("jobs", job.name, "wait_for", "conditions") in self.doc.lines
+            for index, cond in enumerate(job.wait_for):
+                if cond.kind == "job_idle" and cond.target not in names:
+                    at = ("wait_for", "conditions", index) if nested else ("wait_for", index)
+                    self.add(
+                        self.doc.line([("jobs", job.name)], at), job.name, "wait_for",
+                        unknown(job.name, "waits for job", cond.target),
+                    )
+        graph = [(job.name, [trig.after for trig in job.triggers]) for job in jobs.values() if job.name not in bad]
+        loop = triggers_mod.find_loop(graph)
+        if loop:
+            first = jobs[loop[1]]
+            line = next((trig.line for trig in first.triggers if trig.after == loop[0]), first.line)
+            if len(loop) == 2:
+                message = f'job "{loop[0]}" is triggered after itself, so every run would start another; remove this trigger'
+            else:
+                message = (
+                    f"triggers form a loop: {' -> '.join(loop)} (each one's end starts the next), "
+                    "so runs would start each other forever; remove one of these triggers"
+                )
+            self.add(line, first.name, "trigger", message)
 
     def contradictions(self, name: str, data: dict[str, Any], origins: Mapping[str, list[_Path]]) -> None:
         """Keys that are each fine but wrong together (checked even when other keys fail)."""
@@ -1683,4 +1857,4 @@ def loads(text: str, *, path: str | Path = DEFAULT_FILE, environ: Mapping[str, s
         ordered = sorted(checker.problems, key=lambda problem: problem.line or 0)
         raise errors.ConfigError(ordered)
     warnings = tuple(str(warning) for warning in sorted(checker.warnings, key=lambda problem: problem.line or 0))
-    return spec.Config(settings=settings, jobs=jobs, warnings=warnings, text=text)
+    return spec.Config(settings=settings, jobs=jobs, warnings=warnings, text=text, notify=checker.notify)

@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 
 from corral import config as config_mod
-from corral import errors, executor
+from corral import errors, executor, metrics, notify
 from corral.clock import Clock, SystemClock
 from corral.scheduler import Scheduler
 from corral.spec import Config
@@ -61,6 +61,9 @@ class Engine:
         self.worker = Worker(store, self.supervisor, cfg.settings, cfg.jobs, node=self.node)
         self._config_mtime = self._mtime()
         self.config_error: str | None = None
+        self.notifier = notify.Notifier.from_config(store, cfg)
+        self._notifier_thread: threading.Thread | None = None
+        self._notifier_stop: threading.Event | None = None
 
     # -- wiring ---------------------------------------------------------------------
 
@@ -100,6 +103,15 @@ class Engine:
         self.store.register_node(self.node, config_path=str(self.cfg.settings.config_path), now=now)
         self.supervisor.start()
         self.worker.recover(now)
+        # Alerts are evaluated and sent in a thread of their own: a slow webhook
+        # never holds up scheduling. It runs without channels too, so alert
+        # conditions follow the feed and adding a channel later does not replay history.
+        try:
+            if self.notifier.catch_up(now):
+                log.info("alerts: read the event history once without sending; alerting from now on")
+        except errors.CorralError as exc:
+            log.error("alerts: could not read the event history: %s", exc)
+        self._notifier_thread, self._notifier_stop = self.notifier.start_thread(self.clock)
         log.info(
             "corral up: %d job(s) from %s, store %s",
             len(self.cfg.jobs),
@@ -179,7 +191,10 @@ class Engine:
                     self._heartbeat()
                     last_beat = time.monotonic()
                 if sleep > 0:
-                    self._wake.wait(sleep)
+                    planned = time.monotonic() + sleep
+                    woken = self._wake.wait(sleep)
+                    # Lag: how much later than planned a timed wake-up came (0 when woken early).
+                    metrics.observe_loop_lag(0.0 if woken else time.monotonic() - planned)
                 self._wake.clear()
         finally:
             self.shutdown()
@@ -208,11 +223,21 @@ class Engine:
         self.supervisor.wait_idle(timeout=max(15.0, max((j.kill_grace.total_seconds() for j in self.cfg.jobs.values()), default=10.0) + 5))
         self._drain_outcomes(self.clock.now())
         self.supervisor.close()
+        self._stop_notifier()
         try:
             self.store.update_node(self.node, now=self.clock.now(), stopped_at=self.clock.now())
         except errors.StoreError:
             pass
         log.info("corral stopped")
+
+    def _stop_notifier(self) -> None:
+        """Stop the notifier thread; deliveries not sent yet stay in the outbox
+        and go out after the next start (at least once)."""
+        if self._notifier_stop is not None and self._notifier_thread is not None:
+            self._notifier_stop.set()
+            self._notifier_thread.join(timeout=15)
+            if self._notifier_thread.is_alive():
+                log.warning("notifier still sending at shutdown; unsent alerts stay queued")
 
     # -- live reload ----------------------------------------------------------------------
 
@@ -228,6 +253,7 @@ class Engine:
             return
         self.cfg = new
         self.config_error = None
+        self.notifier.configure(new)
         self.scheduler.set_jobs(new.jobs)
         self.worker.set_jobs(new.settings, new.jobs)
         self.store.update_node(

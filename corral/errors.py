@@ -77,3 +77,7 @@ class ExecError(CorralError):
 
 class ParamError(CorralError):
     """A job parameter is missing, unknown or not valid."""
+
+
+class PublishError(CorralError):
+    """The item could not be published; the final store was left as it was."""

@@ -20,6 +20,7 @@ holds up the scheduler.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -27,11 +28,10 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time as dtime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from corral import errors
+from corral import errors, spec
 from corral.store import Store
 from corral.store import tables as t
 from corral.store.queries import Event
@@ -44,46 +44,19 @@ BACKOFF = timedelta(seconds=15)
 MAX_BACKOFF = timedelta(hours=1)
 SIGNATURE_HEADER = "X-Corral-Signature"
 TIMESTAMP_HEADER = "X-Corral-Timestamp"
+LOG_TAIL_LINES = 10
+TIME_CHECK = timedelta(seconds=30)
+"""How often ``run`` looks for overrunning runs and missed jobs."""
+MIN_HISTORY = 5
+"""Finished runs needed before k x p95 is trusted for ``overrun``."""
 
-ALERT_KINDS: tuple[str, ...] = ("failure", "recovery", "timeout", "lost", "skipped", "overrun", "missed")
-DEFAULT_ON: tuple[str, ...] = ("failure", "recovery", "timeout", "lost")
-CHANNEL_TYPES: tuple[str, ...] = ("discord", "slack", "webhook", "email")
-
-
-@dataclass(frozen=True)
-class Channel:
-    name: str
-    type: str
-    url: str = ""
-    secret: str = ""
-    """HMAC key of a ``webhook`` channel."""
-    to: tuple[str, ...] = ()
-    sender: str = "corral@localhost"
-    smtp_host: str = "localhost"
-    smtp_port: int = 25
-    rate_limit: int | None = None
-    """At most this many messages per hour on this channel (None: no limit)."""
-
-
-@dataclass(frozen=True)
-class QuietHours:
-    start: dtime
-    end: dtime
-    timezone: str = "UTC"
-
-    def covers(self, now: datetime) -> bool:
-        local = now.astimezone(ZoneInfo(self.timezone)).time()
-        if self.start <= self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end  # e.g. 22:00-07:00 spans midnight
-
-
-@dataclass(frozen=True)
-class Rule:
-    channels: tuple[str, ...] = ()
-    on: tuple[str, ...] = DEFAULT_ON
-    remind_every: timedelta | None = None
-    quiet_hours: QuietHours | None = None
+ALERT_KINDS = spec.ALERT_KINDS
+DEFAULT_ON = spec.DEFAULT_ALERT_ON
+CHANNEL_TYPES = spec.CHANNEL_TYPES
+# The frozen values live in spec (the job file's ``notify:`` section); re-exported here.
+Channel = spec.Channel
+QuietHours = spec.QuietHours
+Rule = spec.Rule
 
 
 @dataclass(frozen=True)
@@ -147,7 +120,85 @@ def evaluate(
             alerts.append(Alert(kind="skipped", text=f"{what} skipped ({event.reason}): {event.message or ''}".rstrip(": "), **base))
     if state in (t.SUCCEEDED, *_FAILING) and (conditions.get("skipped") or {}).get("active"):
         writes.append(dict(job=event.job, condition="skipped", active=False, since=event.at, run_id=event.run_id, notified_at=None))
+    over = conditions.get("overrun")
+    if over and over["active"] and over.get("run_id") == event.run_id:
+        writes.append(dict(job=event.job, condition="overrun", active=False, since=event.at, run_id=event.run_id, notified_at=over.get("notified_at")))
+    if state == t.SUCCEEDED and ("missed" in rule.on or conditions.get("missed")):
+        # A success restarts the "no success within missed_after" window.
+        writes.append(dict(job=event.job, condition="missed", active=False, since=event.at, run_id=event.run_id, notified_at=None))
     return writes, alerts
+
+
+def overrun(
+    job: str, run_id: int, started_at: datetime, limit: timedelta, why: str,
+    conditions: Mapping[str, Mapping[str, Any]], now: datetime,
+) -> tuple[list[dict[str, Any]], list[Alert]]:
+    """An ``overrun`` alert for a run still going past ``limit``, once per run."""
+    over = conditions.get("overrun")
+    if now - started_at <= limit or (over and over["active"] and over.get("run_id") == run_id):
+        return [], []
+    write = dict(job=job, condition="overrun", active=True, since=now, run_id=run_id, notified_at=now)
+    text = f"run {run_id} of {job} is overrunning: still running after {_human(now - started_at)} ({why})"
+    return [write], [Alert(kind="overrun", job=job, run_id=run_id, text=text, data={"limit_seconds": limit.total_seconds()})]
+
+
+def missed(
+    job: str, rule: Rule, conditions: Mapping[str, Mapping[str, Any]], now: datetime
+) -> tuple[list[dict[str, Any]], list[Alert]]:
+    """A ``missed`` alert when no run of ``job`` succeeded within ``rule.missed_after``.
+
+    The window starts at the last success, or when corral first watched the
+    job (a row written here with ``active=False``); it alerts once per window."""
+    if "missed" not in rule.on or rule.missed_after is None:
+        return [], []
+    row = conditions.get("missed")
+    if row is None:
+        return [dict(job=job, condition="missed", active=False, since=now, run_id=None, notified_at=None)], []
+    if row["active"] or now - row["since"] < rule.missed_after:
+        return [], []
+    write = dict(job=job, condition="missed", active=True, since=row["since"], run_id=row.get("run_id"), notified_at=now)
+    text = f"{job} missed: no successful run for {_human(now - row['since'])} (expected one within {_human(rule.missed_after)})"
+    return [write], [Alert(kind="missed", job=job, run_id=None, text=text)]
+
+
+def describe(alert: Alert, run: Any | None, log_tail: str, now: datetime) -> Alert:
+    """The alert with what a person needs to act: duration and the log's last lines."""
+    if run is None:
+        return alert
+    started, ended = getattr(run, "started_at", None), getattr(run, "ended_at", None)
+    lines = [alert.text]
+    data = dict(alert.data)
+    if started is not None:
+        took = (ended or now) - started
+        lines.append(f"job {alert.job}, run {run.id}, {'ran' if ended else 'running'} for {_human(took)}")
+        data["duration_seconds"] = round(took.total_seconds(), 3)
+    if log_tail:
+        lines.append("last lines of the log:\n" + log_tail)
+        data["log_tail"] = log_tail
+    return dataclasses.replace(alert, text="\n".join(lines), data=data)
+
+
+def read_tail(path: str | None, *, lines: int = LOG_TAIL_LINES, max_bytes: int = 4096, secrets: tuple[str, ...] = ()) -> str:
+    """The last ``lines`` lines of a log file (at most ``max_bytes``), secrets masked."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            chunk = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    text = "\n".join(chunk.rstrip("\n").splitlines()[-lines:])
+    return mask(text, secrets)
+
+
+def mask(text: str, secrets: tuple[str, ...] | list[str]) -> str:
+    for value in sorted(secrets, key=len, reverse=True):
+        if value:
+            text = text.replace(value, "********")
+    return text
 
 
 def _verb(state: str) -> str:
@@ -254,6 +305,8 @@ class Notifier:
         default: Rule,
         rules: Mapping[str, Rule] | None = None,
         link: str | None = None,
+        jobs: Mapping[str, Any] | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.channels = dict(channels)
@@ -261,12 +314,38 @@ class Notifier:
         self.rules = dict(rules or {})
         self.link = link
         """Base URL of the dashboard, for a link to the run page."""
+        self.jobs: dict[str, Any] = dict(jobs or {})
+        """JobSpecs by name: ``expected_duration``, secret env values, which jobs ``missed`` watches."""
+        self.secrets = secrets
+        """Channel secrets (webhook URLs, keys): masked in recorded errors."""
+        self._next_time_check: datetime | None = None
+
+    @classmethod
+    def from_config(cls, store: Store, cfg: Any) -> Notifier:
+        """A notifier for a loaded job file (:class:`corral.spec.Config`)."""
+        n = cls(store, {}, default=Rule())
+        n.configure(cfg)
+        return n
+
+    def configure(self, cfg: Any) -> None:
+        """Take channels and rules from a (re)loaded job file; each attribute is
+        replaced whole, so the notifier thread sees the old or the new one."""
+        settings: spec.NotifySettings = cfg.notify
+        self.channels = dict(settings.channels)
+        self.default = settings.default
+        self.rules = dict(settings.rules)
+        self.link = settings.dashboard_url
+        self.jobs = dict(cfg.jobs)
+        self.secrets = settings.secret_values
 
     def rule_for(self, job: str) -> Rule:
         return self.rules.get(job, self.default)
 
-    def step(self, now: datetime, *, limit: int = 500) -> bool:
-        """Turn the events after the cursor into deliveries. True when more may be waiting."""
+    def step(self, now: datetime, *, limit: int = 500, silent: bool = False) -> bool:
+        """Turn the events after the cursor into deliveries. True when more may be waiting.
+
+        ``silent`` updates the alert conditions and the cursor but sends nothing
+        (see :meth:`catch_up`)."""
         self.store.publish_events(now=now)
         after = self.store.event_cursor(CONSUMER)
         batch = self.store.events_after(after, limit)
@@ -284,30 +363,116 @@ class Notifier:
             for row in new:
                 conditions[event.job][row["condition"]] = row
                 writes.append(row)
-            for alert in alerts:
-                for name in rule.channels:
-                    channel = self.channels.get(name)
-                    if channel is None:
-                        continue
-                    status = "pending"
-                    if rule.quiet_hours is not None and rule.quiet_hours.covers(now):
-                        status = "suppressed"
-                    elif channel.rate_limit is not None:
-                        sent = counts.setdefault(name, self.store.deliveries_since(name, now - timedelta(hours=1)))
-                        if sent >= channel.rate_limit:
-                            status = "suppressed"
-                        else:
-                            counts[name] = sent + 1
-                    link = f"{self.link.rstrip('/')}/runs/{alert.run_id}" if self.link and alert.run_id else None
-                    outbox.append(
-                        dict(
-                            channel=name, job=alert.job, run_id=alert.run_id, kind=alert.kind,
-                            event_seq=alert.event_seq, status=status,
-                            payload=json.dumps(payload(channel, alert, link=link), sort_keys=True),
-                        )
-                    )
+            for alert in alerts if not silent else []:
+                outbox.extend(self._outbox(alert, rule, now, counts))
         self.store.record_alerts(writes, outbox, consumer=CONSUMER, seq=batch[-1].seq, now=now)
         return len(batch) == limit
+
+    def catch_up(self, now: datetime) -> int:
+        """On a store whose feed this notifier has never read (a store from
+        before alerts, or alerts just switched on): follow the whole history
+        silently, so the first start does not announce every old failure and
+        recovery. Returns how many events were read that way."""
+        if self.store.event_cursor(CONSUMER) != 0:
+            return 0
+        self.store.publish_events(now=now)
+        if self.store.last_event_seq() == 0:
+            return 0
+        while self.step(now, silent=True):
+            pass
+        return self.store.event_cursor(CONSUMER)
+
+    def check_time(self, now: datetime) -> int:
+        """Raise the alerts that come from time passing, not from an event:
+        ``overrun`` (a run still going past ``expected_duration`` or k x p95 of
+        its history) and ``missed`` (no success within ``missed_after``).
+        Returns how many alerts were raised."""
+        writes: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        counts: dict[str, int] = {}
+        raised = 0
+        conditions: dict[str, dict[str, dict[str, Any]]] = {}
+
+        def states(job: str) -> dict[str, dict[str, Any]]:
+            if job not in conditions:
+                conditions[job] = self.store.alert_states(job)
+            return conditions[job]
+
+        for run in self.store.list_runs(states=[t.RUNNING], limit=1000):
+            rule = self.rule_for(run.job)
+            if "overrun" not in rule.on or run.started_at is None:
+                continue
+            limit = self.overrun_limit(run.job, rule)
+            if limit is None:
+                continue
+            new, alerts = overrun(run.job, run.id, run.started_at, limit[0], limit[1], states(run.job), now)
+            writes.extend(new)
+            for alert in alerts:
+                raised += 1
+                outbox.extend(self._outbox(alert, rule, now, counts))
+        for job in self.jobs:
+            rule = self.rule_for(job)
+            if "missed" not in rule.on:
+                continue
+            new, alerts = missed(job, rule, states(job), now)
+            writes.extend(new)
+            for alert in alerts:
+                raised += 1
+                outbox.extend(self._outbox(alert, rule, now, counts))
+        if writes or outbox:
+            self.store.record_alerts(writes, outbox, consumer=None, seq=0, now=now)
+        return raised
+
+    def overrun_limit(self, job: str, rule: Rule) -> tuple[timedelta, str] | None:
+        """How long a run of ``job`` may go before it overruns, and why."""
+        spec_ = self.jobs.get(job)
+        expected = getattr(spec_, "expected_duration", None)
+        if expected is not None:
+            return expected, f"expected_duration {_human(expected)}"
+        from corral import forecast
+
+        history = self.store.durations(job)
+        stats = forecast.percentiles(history) if len(history) >= MIN_HISTORY else None
+        if stats is None:
+            return None
+        limit = timedelta(seconds=stats[1] * rule.overrun_factor)
+        return limit, f"{rule.overrun_factor:g} x its p95 of {_human(timedelta(seconds=stats[1]))}"
+
+    def _outbox(self, alert: Alert, rule: Rule, now: datetime, counts: dict[str, int]) -> list[dict[str, Any]]:
+        """Delivery rows for one alert: one per channel of the rule."""
+        if not any(name in self.channels for name in rule.channels):
+            return []
+        if alert.run_id is not None:
+            try:
+                run = self.store.get_run(alert.run_id)
+            except errors.NotFound:
+                run = None
+            job = self.jobs.get(alert.job)
+            tail = read_tail(getattr(run, "log_path", None), secrets=tuple(getattr(job, "secret_values", ()) or ()))
+            alert = describe(alert, run, tail, now)
+        rows = []
+        for name in rule.channels:
+            channel = self.channels.get(name)
+            if channel is None:
+                continue
+            status = "pending"
+            if rule.quiet_hours is not None and rule.quiet_hours.covers(now):
+                status = "suppressed"
+            elif channel.rate_limit is not None:
+                sent = counts.setdefault(name, self.store.deliveries_since(name, now - timedelta(hours=1)))
+                if sent >= channel.rate_limit:
+                    status = "suppressed"
+                else:
+                    counts[name] = sent + 1
+            link = f"{self.link.rstrip('/')}/runs/{alert.run_id}" if self.link and alert.run_id else None
+            rows.append(
+                dict(
+                    channel=name, job=alert.job, run_id=alert.run_id, kind=alert.kind,
+                    event_seq=alert.event_seq, status=status,
+                    payload=json.dumps(payload(channel, alert, link=link), sort_keys=True),
+                )
+            )
+        return rows
 
     def deliver_due(self, now: datetime) -> int:
         """Send what is due; returns how many were sent."""
@@ -322,9 +487,10 @@ class Notifier:
                 send(channel, json.loads(row["payload"]), now=now)
             except DeliveryError as exc:
                 give_up = not exc.retryable or attempts >= MAX_ATTEMPTS
-                log.warning("notification %s on %s failed (attempt %d): %s", row["id"], channel.name, attempts, exc)
+                error = mask(str(exc), self.secrets)
+                log.warning("notification %s on %s failed (attempt %d): %s", row["id"], channel.name, attempts, error)
                 self.store.update_delivery(
-                    row["id"], attempts=attempts, last_error=str(exc),
+                    row["id"], attempts=attempts, last_error=error,
                     status="failed" if give_up else "pending", next_attempt_at=now + backoff(attempts),
                 )
                 continue
@@ -339,6 +505,9 @@ class Notifier:
             try:
                 now = clock.now()
                 more = self.step(now)
+                if self._next_time_check is None or now >= self._next_time_check:
+                    self._next_time_check = now + TIME_CHECK
+                    self.check_time(now)
                 self.deliver_due(now)
             except errors.CorralError as exc:
                 log.error("notifier: %s", exc)

@@ -20,17 +20,10 @@ from dataclasses import dataclass
 
 from corral.spec import StepSpec
 
-PENDING = "pending"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-TIMED_OUT = "timed_out"
-CANCELLED = "cancelled"
-LOST = "lost"
-SKIPPED = "skipped"
+from corral.states import CANCELLED, FAILED, LOST, PENDING, RUNNING, SKIPPED, SUCCEEDED, TIMED_OUT
 
 ACTIVE = (PENDING, RUNNING)
-FINAL = (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, LOST, SKIPPED)
+"""A step is never queued: its states are those of a run without ``queued``."""
 FAILURES = (FAILED, TIMED_OUT, LOST)
 """Final states that ``continue_on_failure`` lets dependants run after."""
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -105,6 +105,37 @@ class StepSpec:
     line: int | None = None
 
 
+TriggerOn = Literal["success", "failure", "always"]
+TRIGGER_ON: tuple[str, ...] = ("success", "failure", "always")
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """``trigger: {after: JOB, on: ...}``: a run of this job is created when a
+    run of ``after`` ends in a state ``on`` matches (see :mod:`corral.triggers`)."""
+
+    after: str
+    on: TriggerOn = "success"
+    line: int | None = None
+
+
+WaitKind = Literal["pid_file", "process", "path", "job_idle", "tcp"]
+WAIT_KINDS: tuple[str, ...] = ("pid_file", "process", "path", "job_idle", "tcp")
+DEFAULT_WAIT_TIMEOUT = timedelta(hours=1)
+DEFAULT_WAIT_POLL = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class WaitCondition:
+    """One item of ``wait_for:`` (see :mod:`corral.waitfor`). ``target`` is a
+    resolved path for ``pid_file``/``path``, a command-line substring for
+    ``process``, a job name for ``job_idle`` and ``host:port`` for ``tcp``."""
+
+    kind: WaitKind
+    target: str
+    timeout: timedelta = DEFAULT_WAIT_TIMEOUT
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
@@ -142,6 +173,14 @@ class JobSpec:
     secret_env: tuple[str, ...] = ()
     """Names of ``env`` entries written as ``{secret: ...}``: their values are
     masked wherever corral shows them (dashboard, API, the job's YAML)."""
+    triggers: tuple[TriggerSpec, ...] = ()
+    """Jobs whose runs' ends start a run of this one (``trigger:``)."""
+    wait_for: tuple[WaitCondition, ...] = ()
+    """Conditions a pending run waits for before it starts (``wait_for:``)."""
+    wait_poll: timedelta = DEFAULT_WAIT_POLL
+    """How often unmet ``wait_for`` conditions are checked again."""
+    expected_duration: timedelta | None = None
+    """A run still going after this long is overrunning (``overrun`` alerts)."""
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -161,6 +200,74 @@ class JobSpec:
     @property
     def is_pipeline(self) -> bool:
         return bool(self.steps)
+
+
+ALERT_KINDS: tuple[str, ...] = ("failure", "recovery", "timeout", "lost", "skipped", "overrun", "missed")
+DEFAULT_ALERT_ON: tuple[str, ...] = ("failure", "recovery", "timeout", "lost")
+CHANNEL_TYPES: tuple[str, ...] = ("discord", "slack", "webhook", "email")
+DEFAULT_OVERRUN_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One entry of ``notify: {channels: ...}`` (see :mod:`corral.notify`)."""
+
+    name: str
+    type: str
+    url: str = ""
+    secret: str = ""
+    """HMAC key of a ``webhook`` channel."""
+    to: tuple[str, ...] = ()
+    sender: str = "corral@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    rate_limit: int | None = None
+    """At most this many messages per hour on this channel (None: no limit)."""
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time
+    end: time
+    timezone: str = "UTC"
+
+    def covers(self, now: datetime) -> bool:
+        from zoneinfo import ZoneInfo
+
+        local = now.astimezone(ZoneInfo(self.timezone)).time()
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end  # e.g. 22:00-07:00 spans midnight
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When a job alerts and where (``notify: {default: ...}`` or a job's ``notify:``)."""
+
+    channels: tuple[str, ...] = ()
+    on: tuple[str, ...] = DEFAULT_ALERT_ON
+    remind_every: timedelta | None = None
+    quiet_hours: QuietHours | None = None
+    overrun_factor: float = DEFAULT_OVERRUN_FACTOR
+    """``overrun`` without ``expected_duration``: running past this many times the p95 of its history."""
+    missed_after: timedelta | None = None
+    """``missed``: alert when no run succeeded for this long."""
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """The ``notify:`` section: channels, the default rule, per-job rules."""
+
+    channels: dict[str, Channel] = field(default_factory=dict)
+    default: Rule = field(default_factory=Rule)
+    rules: dict[str, Rule] = field(default_factory=dict)
+    dashboard_url: str | None = None
+    """Base URL for links to run pages in messages."""
+    secret_values: tuple[str, ...] = ()
+    """Values written as ``{secret: ...}`` or ``${VAR}``: masked wherever corral shows them."""
+
+    def rule_for(self, job: str) -> Rule:
+        return self.rules.get(job, self.default)
 
 
 @dataclass(frozen=True)
@@ -188,3 +295,4 @@ class Config:
     jobs: dict[str, JobSpec]
     warnings: tuple[str, ...] = ()
     text: str = ""
+    notify: NotifySettings = field(default_factory=NotifySettings)

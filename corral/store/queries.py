@@ -1063,12 +1063,14 @@ class Store:
         states: Sequence[dict[str, Any]],
         outbox: Sequence[dict[str, Any]],
         *,
-        consumer: str,
+        consumer: str | None,
         seq: int,
         now: datetime,
     ) -> None:
         """In one transaction: new alert states, the deliveries they cause, and
-        the consumer's cursor. A crash before commit re-reads the same events."""
+        the consumer's cursor. A crash before commit re-reads the same events.
+        ``consumer=None`` leaves every cursor alone (alerts raised by time, not by
+        an event: overrun, missed)."""
         from corral.store.tables import alert_state, deliveries
 
         with self._tx() as conn:
@@ -1082,6 +1084,8 @@ class Store:
                     deliveries.insert(),
                     [dict(d, attempts=0, created_at=now, next_attempt_at=d.get("next_attempt_at", now)) for d in outbox],
                 )
+            if consumer is None:
+                return
             stmt = self._insert(event_cursors).values(name=consumer, seq=seq, updated_at=now)
             conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"seq": seq, "updated_at": now}))
 
@@ -1134,62 +1138,80 @@ class Store:
         per job (``le`` each of ``buckets``), last success, deliveries, feed."""
         from corral.store.tables import deliveries
 
-        finished = (
-            sa.select(runs.c.job, self._seconds_between(runs.c.started_at, runs.c.ended_at).label("d"))
-            .where(
-                runs.c.state.in_((t.SUCCEEDED, t.FAILED, t.TIMED_OUT)),
-                runs.c.started_at.is_not(None),
-                runs.c.ended_at.is_not(None),
-            )
-            .subquery()
+        # One pass over runs: each row's duration is computed once (a
+        # MATERIALIZED CTE, else SQLite inlines the expression into every
+        # bucket comparison), then grouped by job, state, reason and the index
+        # of the first bucket it fits. Python makes the buckets cumulative.
+        executed = sa.and_(
+            runs.c.state.in_((t.SUCCEEDED, t.FAILED, t.TIMED_OUT)),
+            runs.c.started_at.is_not(None),
+            runs.c.ended_at.is_not(None),
         )
-        bucket_cols = [
-            sa.func.sum(sa.case((finished.c.d <= b, 1), else_=0)).label(f"b{i}") for i, b in enumerate(buckets)
-        ]
+        each = (
+            sa.select(
+                runs.c.job,
+                runs.c.state,
+                runs.c.reason,
+                runs.c.ended_at,
+                sa.case((executed, self._seconds_between(runs.c.started_at, runs.c.ended_at))).label("d"),
+            )
+            .cte("each_run")
+            .prefix_with("MATERIALIZED")
+        )
+        bucket = sa.case(*[(each.c.d <= b, i) for i, b in enumerate(buckets)], else_=len(buckets)).label("bucket")
+        grouped = sa.select(
+            each.c.job,
+            each.c.state,
+            each.c.reason,
+            bucket,
+            sa.func.count(),
+            sa.func.count(each.c.d),
+            sa.func.sum(each.c.d),
+            sa.func.max(each.c.ended_at),
+        ).group_by(each.c.job, each.c.state, each.c.reason, sa.literal_column("bucket"))
         with self._read() as conn:
-            by_state = conn.execute(
-                sa.select(runs.c.job, runs.c.state, sa.func.count()).group_by(runs.c.job, runs.c.state)
-            ).all()
-            skipped = conn.execute(
-                sa.select(runs.c.job, runs.c.reason, sa.func.count())
-                .where(runs.c.state == t.SKIPPED)
-                .group_by(runs.c.job, runs.c.reason)
-            ).all()
-            hist = conn.execute(
-                sa.select(finished.c.job, sa.func.count(), sa.func.sum(finished.c.d), *bucket_cols).group_by(
-                    finished.c.job
-                )
-            ).all()
-            last_ok = conn.execute(
-                sa.select(runs.c.job, sa.func.max(runs.c.ended_at))
-                .where(runs.c.state == t.SUCCEEDED)
-                .group_by(runs.c.job)
-            ).all()
+            rows = conn.execute(grouped).all()
             sent = conn.execute(
                 sa.select(deliveries.c.channel, deliveries.c.status, sa.func.count()).group_by(
                     deliveries.c.channel, deliveries.c.status
                 )
             ).all()
-            feed = conn.execute(
-                sa.select(
-                    sa.func.max(events.c.seq),
-                    sa.func.sum(sa.case((events.c.published_at.is_(None), 1), else_=0)),
-                )
-            ).first()
+            # Two index lookups instead of a scan of the whole outbox.
+            last_seq = conn.execute(sa.select(sa.func.max(events.c.seq))).scalar()
+            unpublished = conn.execute(
+                sa.select(sa.func.count()).select_from(events).where(events.c.published_at.is_(None))
+            ).scalar()
         ended_type = runs.c.ended_at.type
+        by_state: dict[tuple[str, str], int] = {}
+        skipped: dict[tuple[str, str], int] = {}
+        hist: dict[str, list[Any]] = {}  # job -> [count, sum, per-bucket counts]
+        last_ok: dict[str, Any] = {}
+        for job, state, reason, index, count, timed, total, ended in rows:
+            by_state[(job, state)] = by_state.get((job, state), 0) + int(count)
+            if state == t.SKIPPED:
+                skipped[(job, reason or "")] = skipped.get((job, reason or ""), 0) + int(count)
+            if timed:
+                entry = hist.setdefault(job, [0, 0.0, [0] * (len(buckets) + 1)])
+                entry[0] += int(timed)
+                entry[1] += float(total or 0.0)
+                entry[2][int(index)] += int(timed)
+            if state == t.SUCCEEDED and ended is not None and (job not in last_ok or ended > last_ok[job]):
+                last_ok[job] = ended
+        durations = []
+        for job, (count, total, per_bucket) in sorted(hist.items()):
+            cumulative, running = [], 0
+            for n in per_bucket[: len(buckets)]:
+                running += n
+                cumulative.append(running)
+            durations.append((job, count, round(total, 3), cumulative))
         return {
-            "by_state": [(j, s, int(n)) for j, s, n in by_state],
-            "skipped": [(j, r or "", int(n)) for j, r, n in skipped],
-            "durations": [
-                (row[0], int(row[1]), round(float(row[2] or 0.0), 3), [int(v or 0) for v in row[3:]]) for row in hist
-            ],
-            "last_success": [
-                (j, ended_type.process_result_value(v, self.engine.dialect) if isinstance(v, datetime) else v)
-                for j, v in last_ok
-            ],
+            "by_state": [(j, s, n) for (j, s), n in sorted(by_state.items())],
+            "skipped": [(j, r, n) for (j, r), n in sorted(skipped.items())],
+            "durations": durations,
+            "last_success": [(j, _utc(v, ended_type, self.engine.dialect)) for j, v in sorted(last_ok.items())],
             "deliveries": [(c, s, int(n)) for c, s, n in sent],
-            "last_seq": int(feed[0] or 0) if feed else 0,
-            "unpublished": int(feed[1] or 0) if feed else 0,
+            "last_seq": int(last_seq or 0),
+            "unpublished": int(unpublished or 0),
         }
 
     # -- maintenance ------------------------------------------------------------
@@ -1239,6 +1261,15 @@ class Step:
             out[f.name] = value.isoformat() if isinstance(value, datetime) else value
         out["outputs"] = self.output_values
         return out
+
+
+def _utc(value: Any, kind: Any, dialect: Any) -> Any:
+    """An aggregate's timestamp as an aware UTC datetime (SQLite may give text or a naive value)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        return kind.process_result_value(value, dialect)
+    return value
 
 
 _STEP_COLUMNS = [c.name for c in t.steps.columns]

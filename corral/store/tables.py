@@ -32,20 +32,20 @@ metadata = MetaData(
     }
 )
 
-# Run states. Active states may still change; final states never do.
-PENDING = "pending"  # admitted, waiting to be claimed by a worker
-QUEUED = "queued"  # waiting behind a running run of the same job (overlap queue_one/queue_all/replace)
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-TIMED_OUT = "timed_out"
-CANCELLED = "cancelled"
-LOST = "lost"
-SKIPPED = "skipped"
-
-ACTIVE_STATES = (PENDING, QUEUED, RUNNING)
-FINAL_STATES = (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, LOST, SKIPPED)
-ALL_STATES = ACTIVE_STATES + FINAL_STATES
+from corral.states import (  # noqa: E402,F401 - re-exported: the store speaks in these states
+    ACTIVE_STATES,
+    ALL_STATES,
+    CANCELLED,
+    FAILED,
+    FINAL_STATES,
+    LOST,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    TIMED_OUT,
+)
 
 runs = Table(
     "runs",

@@ -27,23 +27,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 ROLE = click.Choice(auth_mod.ROLES)
 
 
-def _common(fn: F) -> F:
-    """The job file and store options every corral command takes."""
-    fn = click.option(
-        "-c",
-        "--config",
-        "config_path",
-        envvar="CORRAL_CONFIG",
-        show_envvar=True,
-        help="Job file (default ./corral.yaml).",
-    )(fn)
-    fn = click.option(
-        "--db",
-        envvar="CORRAL_DB",
-        show_envvar=True,
-        help="Store URL, overriding the job file's (sqlite:///path or postgresql://...).",
-    )(fn)
-    return fn
+# Shared with the rest of the CLI; corral.cli imports this module at its end,
+# after ``common`` is defined.
+from corral.cli import common as _common  # noqa: E402
 
 
 def _ctx(config_path: str | None, db: str | None) -> Any:

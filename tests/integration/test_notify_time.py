@@ -1,0 +1,132 @@
+"""Alerts raised by time passing: overrun and missed, with an injected ``now``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from corral import config, notify
+from corral.store import Store, open_store
+from corral.store import tables as t
+
+T0 = datetime(2026, 3, 2, 3, 0, tzinfo=timezone.utc)
+
+JOBS = """
+notify:
+  channels: {hook: {type: webhook, url: "http://127.0.0.1:9/hook"}}
+  default: {on: [failure, overrun, missed], missed_after: 26h}
+jobs:
+  nightly: {run: "true", expected_duration: 2h}
+  report: {run: "true"}
+  quiet: {run: "true", notify: {on: [failure]}}
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path / 'c.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def notifier(store: Store) -> notify.Notifier:
+    return notify.Notifier.from_config(store, config.loads(JOBS, path="/tmp/corral.yaml", environ={}))
+
+
+def _start(store: Store, job: str, at: datetime) -> int:
+    rid = store.create_run(job=job, state=t.PENDING, trigger="schedule", scheduled_for=at, now=at)
+    assert rid is not None
+    store.claim(rid, node="n", now=at)
+    return rid
+
+
+def _kinds(store: Store) -> list[tuple[str, str, int | None]]:
+    rows = sorted(store.list_deliveries(), key=lambda r: r["id"])
+    return [(r["kind"], r["job"], r["run_id"]) for r in rows]
+
+
+def test_a_run_past_its_expected_duration_alerts_once(store: Store, notifier: notify.Notifier) -> None:
+    rid = _start(store, "nightly", T0)
+    assert notifier.check_time(T0 + timedelta(hours=2)) == 0  # exactly at the limit: not yet
+    assert notifier.check_time(T0 + timedelta(hours=2, minutes=1)) == 1
+    assert notifier.check_time(T0 + timedelta(hours=5)) == 0  # once per run
+    assert _kinds(store) == [("overrun", "nightly", rid)]
+    text = json.loads(store.list_deliveries()[0]["payload"])["text"]
+    assert "still running after 2h01m" in text or "still running after 2h1m" in text
+    assert "expected_duration 2h" in text
+
+
+def test_the_next_run_that_overruns_alerts_again(store: Store, notifier: notify.Notifier) -> None:
+    first = _start(store, "nightly", T0)
+    notifier.check_time(T0 + timedelta(hours=3))
+    store.transition(first, t.SUCCEEDED, now=T0 + timedelta(hours=3, minutes=5))
+    notifier.step(T0 + timedelta(hours=3, minutes=6))  # the end clears the overrun
+    second = _start(store, "nightly", T0 + timedelta(days=1))
+    notifier.check_time(T0 + timedelta(days=1, hours=3))
+    assert [k for k in _kinds(store) if k[0] == "overrun"] == [("overrun", "nightly", first), ("overrun", "nightly", second)]
+
+
+def test_without_expected_duration_it_is_k_times_the_p95_of_history(store: Store, notifier: notify.Notifier) -> None:
+    for day in range(notify.MIN_HISTORY):
+        rid = _start(store, "report", T0 + timedelta(days=day))
+        store.transition(rid, t.SUCCEEDED, now=T0 + timedelta(days=day, minutes=10))
+    notifier.step(T0 + timedelta(days=5))
+    start = T0 + timedelta(days=6)
+    rid = _start(store, "report", start)
+    notifier.check_time(start + timedelta(minutes=19))  # 2 x p95 (10m) = 20m
+    assert [k for k in _kinds(store) if k[0] == "overrun"] == []
+    notifier.check_time(start + timedelta(minutes=21))
+    assert [k for k in _kinds(store) if k[0] == "overrun"] == [("overrun", "report", rid)]
+
+
+def test_too_little_history_never_guesses_an_overrun(store: Store, notifier: notify.Notifier) -> None:
+    _start(store, "report", T0)
+    assert notifier.check_time(T0 + timedelta(days=3)) == 0
+
+
+def test_no_success_within_the_window_is_missed_once_until_a_success(store: Store, notifier: notify.Notifier) -> None:
+    assert notifier.check_time(T0) == 0  # starts watching: the window begins now
+    assert notifier.check_time(T0 + timedelta(hours=25)) == 0
+    raised = notifier.check_time(T0 + timedelta(hours=26, minutes=1))
+    assert raised == 2  # nightly and report; "quiet" does not ask for missed
+    assert notifier.check_time(T0 + timedelta(hours=40)) == 0  # once per window
+    assert sorted(k[1] for k in _kinds(store)) == ["nightly", "report"]
+    # A success restarts the window: missed again only 26h after it.
+    rid = _start(store, "nightly", T0 + timedelta(hours=41))
+    store.transition(rid, t.SUCCEEDED, now=T0 + timedelta(hours=41, minutes=30))
+    notifier.step(T0 + timedelta(hours=42))
+    assert notifier.check_time(T0 + timedelta(hours=41 + 26)) == 0
+    assert notifier.check_time(T0 + timedelta(hours=41 + 26, minutes=31)) == 1
+    text = json.loads(sorted(store.list_deliveries(), key=lambda r: r["id"])[-1]["payload"])["text"]
+    assert text.startswith("nightly missed: no successful run for 1d2h (expected one within 1d2h)")
+
+
+def test_the_first_start_on_an_old_store_reads_history_without_announcing_it(store: Store, notifier: notify.Notifier) -> None:
+    old = _start(store, "report", T0)
+    store.transition(old, t.FAILED, now=T0 + timedelta(minutes=1))
+    assert notifier.catch_up(T0 + timedelta(days=1)) > 0
+    assert store.list_deliveries() == []
+    assert notifier.catch_up(T0 + timedelta(days=1)) == 0  # only ever once
+    # The old failure is remembered: failing again later is not news, its end is.
+    assert store.alert_states("report")["failure"]["active"] is True
+    again = _start(store, "report", T0 + timedelta(days=1))
+    store.transition(again, t.FAILED, now=T0 + timedelta(days=1, minutes=1))
+    notifier.step(T0 + timedelta(days=1, minutes=2))
+    assert store.list_deliveries() == []
+
+
+def test_a_live_reload_gives_the_engine_s_notifier_the_new_channels(tmp_path: Path, store: Store) -> None:
+    from corral.engine import Engine
+
+    path = tmp_path / "corral.yaml"
+    path.write_text(JOBS)
+    engine = Engine(config.load(path, environ={}), store)
+    assert list(engine.notifier.channels) == ["hook"] and engine.notifier.rule_for("report").missed_after == timedelta(hours=26)
+    path.write_text(JOBS.replace("hook:", "pager:").replace("missed_after: 26h", "missed_after: 2d"))
+    engine.reload()
+    assert list(engine.notifier.channels) == ["pager"] and engine.notifier.rule_for("report").missed_after == timedelta(days=2)
