@@ -305,6 +305,16 @@ def _check_run(value: Any) -> Any:
     raise _fail(f"{_show(value)} is not a command; write a shell string or an argv list, {example}")
 
 
+def _publish_argv(args: _PublishWith) -> tuple[str, ...]:
+    """A ``uses: publish`` step runs ``corral publish`` with this interpreter, no shell."""
+    import sys
+
+    argv = [sys.executable, "-m", "corral", "publish", args.src, args.dest, "--verify", ",".join(args.verify)]
+    argv += ["--each"] * args.each + ["--depth", str(args.depth)] * (args.depth != 1)
+    argv += ["--delete-source"] * args.delete_source + ["--replace"] * args.replace + ["--no-progress"]
+    return tuple(argv)
+
+
 def _check_env(value: Any) -> Any:
     if isinstance(value, dict):
         for name in value:
@@ -440,11 +450,27 @@ class _JobOptions(_Strict):
     expected_duration: PositiveDuration | None = None
 
 
+class _PublishWith(_Strict):
+    """``with:`` of a ``uses: publish`` step: the arguments of ``corral publish``."""
+
+    src: Annotated[str, Field(min_length=1)]
+    dest: Annotated[str, Field(min_length=1)]
+    verify: list[Literal["count", "bytes", "sha256"]] = ["count", "bytes"]
+    each: bool = False
+    depth: Annotated[int, Field(ge=1, le=2)] = 1
+    delete_source: bool = False
+    replace: bool = False
+
+
 class _Step(_Strict):
-    """One item of ``steps:``."""
+    """One item of ``steps:``: a command (``run``) or a built-in step (``uses: publish``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
     name: Annotated[str, AfterValidator(_check_step_name)]
-    run: Annotated[Any, AfterValidator(_check_run)]
+    run: Annotated[Any, AfterValidator(_check_run)] = None
+    uses: Literal["publish"] | None = None
+    with_: _PublishWith | None = Field(default=None, alias="with")
     needs: Annotated[list[str], BeforeValidator(_one_or_list)] = []
     timeout: PositiveDuration | None = None
     retries: Annotated[int, Field(ge=0)] = 0
@@ -1268,7 +1294,24 @@ class _Checker:
     def step_specs(self, prefix: _Path, model: _Job) -> tuple[spec.StepSpec, ...]:
         out = []
         for index, step in enumerate(model.steps or ()):
-            if isinstance(step.run, str):
+            where = (*prefix, "steps", index)
+            if (step.run is None) == (step.uses is None):
+                self.doc.problem(
+                    where, self.doc.line([prefix], ("steps", index)),
+                    f'step "{step.name}" needs either run (a command) or uses: publish (a built-in step), not '
+                    + ("both" if step.run is not None else "neither"),
+                )
+                continue
+            if step.uses is not None and step.with_ is None:
+                self.doc.problem(
+                    where, self.doc.line([prefix], ("steps", index)),
+                    f'step "{step.name}": uses: publish needs with: {{src: STAGING, dest: FINAL}}',
+                )
+                continue
+            if step.uses == "publish" and step.with_ is not None:
+                command = _publish_argv(step.with_)
+                shell = False
+            elif isinstance(step.run, str):
                 command: tuple[str, ...] = ("/bin/sh", "-c", step.run)
                 shell = True
             else:
