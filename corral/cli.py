@@ -571,6 +571,11 @@ def trigger(
 
     ctx = Ctx(config_path, db)
     spec = ctx.job(job)
+    if spec.monitor is not None:
+        raise errors.Conflict(
+            f"{spec.name} is a monitor-only job: corral does not run it, it watches its pings (docs/alerts.md); "
+            "replace monitor with run to let corral run it"
+        )
     values = params_mod.resolve(spec.params, params_mod.parse_pairs(param_pairs), job=spec.name)
     store = ctx.store
     now = datetime.now(timezone.utc)
@@ -756,3 +761,7 @@ from corral.publish_cli import publish as _publish_command  # noqa: E402 - stagi
 main.add_command(_publish_command)
 from corral.doctor_cli import doctor as _doctor_command  # noqa: E402 - health checks (issue 6)
 main.add_command(_doctor_command)
+from corral.wrap import wrap as _wrap_command  # noqa: E402 - heartbeat pings for legacy jobs (issue 6 item 4)
+main.add_command(_wrap_command)
+from corral.monitor_cli import monitors as _monitors_command  # noqa: E402 - monitor-only jobs (issue 6 item 4)
+main.add_command(_monitors_command)

@@ -153,7 +153,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from corral import durations, errors, spec
@@ -471,6 +471,15 @@ class _Step(_Strict):
     run: Annotated[Any, AfterValidator(_check_run)] = None
     uses: Literal["publish"] | None = None
     with_: _PublishWith | None = Field(default=None, alias="with")
+
+    @model_validator(mode="after")
+    def _run_or_uses(self) -> _Step:
+        if self.run is None and self.uses is None:
+            raise _fail(
+                'a step has no "run" key; expected a shell string like "echo hello" or an argv list like '
+                '["echo", "hello"], or a built-in step like uses: publish'
+            )
+        return self
     needs: Annotated[list[str], BeforeValidator(_one_or_list)] = []
     timeout: PositiveDuration | None = None
     retries: Annotated[int, Field(ge=0)] = 0
@@ -488,6 +497,21 @@ class _Param(_Strict):
     description: str = ""
 
 
+def _check_ping_id(value: Any) -> Any:
+    import uuid
+
+    try:
+        parsed = uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        raise _fail(f"{_show(value)} is not a UUID; write one like 3f2b8c1e-6d4a-4e8b-9c1f-2a7d5e9b0c44, or remove id to let corral make one") from None
+    return str(parsed)
+
+
+class _Monitor(_Strict):
+    grace: PositiveDuration
+    id: Annotated[str, AfterValidator(_check_ping_id)] | None = None
+
+
 class _Job(_JobOptions):
     """A job: the options plus what only a job itself can say."""
 
@@ -498,6 +522,7 @@ class _Job(_JobOptions):
     trigger: Any = None  # checked in _Checker.triggers
     wait_for: Any = None  # checked in _Checker.wait_conditions
     notify: Any = None  # checked in corral.config_notify
+    monitor: _Monitor | None = None  # a monitor-only job (no run): see _Checker.pipeline
 
 
 _DURATION = "a duration like 90s, 30m, 26h or 2d"
@@ -547,6 +572,9 @@ _EXPECT: dict[str, str] = {
     "schedule": 'a cron string like "0 1 * * *", {every: 30h} or {after_completion: 6h}, or a list of them',
     "parallelism": "a whole number of 1 or more",
     "expected_duration": _DURATION,
+    "monitor": "a mapping like {grace: 10m} for a job corral watches through pings instead of running",
+    "monitor.grace": _DURATION,
+    "monitor.id": "a UUID like 3f2b8c1e-6d4a-4e8b-9c1f-2a7d5e9b0c44",
     "notify": "alert channels and rules, like {channels: {ops: {type: discord, url: ...}}, default: {channels: [ops]}}",
     "steps": 'a list of steps like [{name: fetch, run: "./fetch.sh"}, {name: load, run: "./load.sh", needs: [fetch]}]',
     "steps.*": 'a step like {name: fetch, run: "./fetch.sh"}',
@@ -560,6 +588,16 @@ _EXPECT: dict[str, str] = {
     "steps.env.*": "an env value (text, a number or true/false)",
     "steps.cwd": "a directory path",
     "steps.continue_on_failure": "true or false",
+    "steps.uses": "publish (the only built-in step)",
+    "steps.with_": "the publish arguments, like {src: staging, dest: /srv/final}",
+    "steps.with_.src": "the staging path to publish from",
+    "steps.with_.dest": "the final path to publish to",
+    "steps.with_.verify": "a list of count, bytes and sha256",
+    "steps.with_.verify.*": "count, bytes or sha256",
+    "steps.with_.each": "true or false",
+    "steps.with_.depth": "1 or 2",
+    "steps.with_.delete_source": "true or false",
+    "steps.with_.replace": "true or false",
     "params": "a mapping of parameter name to {type, default, choices}",
     "params.*": "a parameter like {type: int, default: 3}",
     "params.type": "one of string, int, bool, choice",
@@ -1116,6 +1154,8 @@ class _Checker:
         job = _with_secrets(job, data)
         if model.expected_duration is not None:
             job = dataclasses.replace(job, expected_duration=model.expected_duration)
+        if model.monitor is not None:
+            job = dataclasses.replace(job, monitor=spec.MonitorSpec(grace=model.monitor.grace, id=model.monitor.id))
         self.check_rules(job, model, origins)
         return job if good_name and schedules is not None else None
 
@@ -1149,6 +1189,8 @@ class _Checker:
         has_run = data.get("run") is not None or "run" in data
         has_steps = "steps" in data
         key_line = self.doc.key_lines.get(prefix)
+        if "monitor" in data:
+            return self.monitor_only(name, data, prefix, has_run or has_steps)
         if not has_run and not has_steps:
             self.add(
                 key_line,
@@ -1218,6 +1260,32 @@ class _Checker:
                 )
                 ok = False
         return ok
+
+    def monitor_only(self, name: str, data: dict[str, Any], prefix: _Path, runs: bool) -> bool:
+        """A ``monitor:`` job is watched, not run: no run or steps, and a schedule
+        to expect pings by. False if any problem."""
+        line = self.doc.key_lines.get((*prefix, "monitor"))
+        if runs:
+            self.add(
+                line, name, "monitor",
+                "a monitor-only job is not run by corral, so it has no run or steps; "
+                "remove monitor to let corral run the command, or remove run and steps",
+            )
+            return False
+        if data.get("schedule") is None:
+            self.add(
+                line, name, "monitor",
+                'needs a schedule to know when pings are due, like schedule: "0 3 * * *"',
+            )
+            return False
+        for key in ("trigger", "wait_for", "params"):
+            if data.get(key):
+                self.add(
+                    self.doc.key_lines.get((*prefix, key)), name, key,
+                    "has no effect on a monitor-only job (corral does not run it); remove it",
+                )
+                return False
+        return True
 
     def params(self, name: str, data: dict[str, Any], prefix: _Path, model: Any) -> bool:
         """Parameter names, choices and defaults. False if any problem."""

@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 
 from corral import config as config_mod
-from corral import errors, executor, metrics, notify
+from corral import errors, executor, metrics, monitor, notify
 from corral.clock import Clock, SystemClock
 from corral.scheduler import Scheduler
 from corral.spec import Config
@@ -62,6 +62,7 @@ class Engine:
         self._config_mtime = self._mtime()
         self.config_error: str | None = None
         self.notifier = notify.Notifier.from_config(store, cfg)
+        self.monitors = monitor.Watcher(store, cfg.jobs)
         self._notifier_thread: threading.Thread | None = None
         self._notifier_stop: threading.Event | None = None
 
@@ -154,7 +155,12 @@ class Engine:
             dirty = dirty or self.scheduler.created != before
         if dirty:
             self._next_start = self.worker.dispatch(now)
-        wake_at = [w for w in (next_slot, self._next_start) if w is not None]
+        if dirty or (self.monitors.next_check is not None and now >= self.monitors.next_check):
+            try:
+                self.monitors.check(now)
+            except errors.CorralError as exc:
+                log.error("monitors: %s", exc)
+        wake_at = [w for w in (next_slot, self._next_start, self.monitors.next_check) if w is not None]
         sleep = max(0.0, self._next_poll - time.monotonic())
         if wake_at:
             sleep = min(sleep, max(0.0, (min(wake_at) - self.clock.now()).total_seconds()))
@@ -254,6 +260,7 @@ class Engine:
         self.cfg = new
         self.config_error = None
         self.notifier.configure(new)
+        self.monitors.set_jobs(new.jobs)
         self.scheduler.set_jobs(new.jobs)
         self.worker.set_jobs(new.settings, new.jobs)
         self.store.update_node(

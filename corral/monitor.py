@@ -14,8 +14,11 @@ first slot strictly after it: a job pings when it is done, after its slot, and
 ``grace`` covers how long it runs. Everything here takes ``now``; nothing
 reads the clock.
 
-Not built yet: the job-file keys, the store table of pings, the ``/ping/<uuid>``
-routes and ``corral wrap`` (see docs/alerts.md).
+Around this core: the job-file key ``monitor: {grace: 10m, id: <uuid>}``
+(corral/config.py), the store's ``monitors`` and ``pings`` tables, the
+``/ping/<uuid>`` routes (corral/web/pings.py), :class:`Watcher` (the engine's
+check each loop, which writes state changes through the events outbox) and
+``corral wrap`` (corral/wrap.py). See docs/alerts.md.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ from typing import TYPE_CHECKING, Literal
 from corral import errors
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from collections.abc import Mapping
+
     from corral.schedule import Schedule
+    from corral.spec import JobSpec
+    from corral.store import Store
 
 State = Literal["new", "up", "late", "down"]
 PingKind = Literal["success", "start", "fail"]
@@ -113,3 +120,67 @@ def _fmt(delta: timedelta) -> str:
     from corral import durations
 
     return durations.format(delta)
+
+
+def row_status(job: JobSpec, row: Mapping[str, object], now: datetime) -> Status:
+    """:func:`status` of a monitor-only job from its store row."""
+    assert job.monitor is not None
+    failure = None
+    if row.get("last_failure_at") is not None:
+        failure = Ping(at=row["last_failure_at"], kind="fail", exit_code=row.get("last_exit_code"))  # type: ignore[arg-type]
+    return status(
+        job.schedules,
+        job.monitor.grace,
+        watched_since=row["watched_since"],  # type: ignore[arg-type]
+        last_success=row.get("last_success_at"),  # type: ignore[arg-type]
+        last_failure=failure,
+        now=now,
+    )
+
+
+class Watcher:
+    """The engine's view of its monitor-only jobs: :meth:`check` compares each
+    monitor's stored state with :func:`status` at ``now`` and records the
+    changes (one read of the ``monitors`` table; nothing when there are no
+    monitors). :attr:`next_check` is when a state changes next without a ping,
+    so the engine wakes up for it."""
+
+    def __init__(self, store: Store, jobs: Mapping[str, JobSpec]) -> None:
+        self.store = store
+        self.set_jobs(jobs)
+
+    def set_jobs(self, jobs: Mapping[str, JobSpec]) -> None:
+        self.jobs = {name: job for name, job in jobs.items() if job.monitor is not None and job.enabled}
+        self._synced = False
+        self.next_check: datetime | None = None
+
+    def ping_ids(self, now: datetime) -> dict[str, str]:
+        """Ping ids by job (made and stored the first time)."""
+        ids = self.store.sync_monitors({n: j.monitor.id for n, j in self.jobs.items() if j.monitor}, now=now)
+        self._synced = True
+        return ids
+
+    def check(self, now: datetime) -> list[dict[str, str]]:
+        if not self.jobs:
+            return []
+        if not self._synced:
+            self.ping_ids(now)
+        rows = self.store.monitors()
+        changes: list[dict[str, str]] = []
+        wake: list[datetime] = []
+        for name, job in self.jobs.items():
+            row = rows.get(name)
+            if row is None:
+                continue
+            st = row_status(job, row, now)
+            if st.state != row["state"]:
+                reason = "ping" if st.state == "up" or (st.state == "down" and st.expected_at is None) else "no_ping"
+                changes.append({"job": name, "old": str(row["state"]), "new": st.state, "reason": reason, "message": st.reason})
+            upcoming = next_change(st, now)
+            if upcoming is not None:
+                # The change comes just after ``upcoming`` (late is "past the slot").
+                wake.append(max(upcoming, now) + timedelta(milliseconds=1))
+        if changes:
+            self.store.set_monitor_states(changes, now=now)
+        self.next_check = min(wake) if wake else None
+        return changes

@@ -83,6 +83,8 @@ def evaluate(
     ``conditions`` maps a condition name to its stored row (``active``,
     ``since``, ``notified_at``). Only run transitions into a final state and
     skips matter; everything else returns nothing."""
+    if event.type == "monitor.transition":
+        return evaluate_monitor(event, conditions, rule, now)
     if event.type not in ("run.transition", "run.created") or event.new_state not in t.FINAL_STATES:
         return [], []
     writes: list[dict[str, Any]] = []
@@ -126,6 +128,38 @@ def evaluate(
     if state == t.SUCCEEDED and ("missed" in rule.on or conditions.get("missed")):
         # A success restarts the "no success within missed_after" window.
         writes.append(dict(job=event.job, condition="missed", active=False, since=event.at, run_id=event.run_id, notified_at=None))
+    return writes, alerts
+
+
+def evaluate_monitor(
+    event: Event, conditions: Mapping[str, Mapping[str, Any]], rule: Rule, now: datetime
+) -> tuple[list[dict[str, Any]], list[Alert]]:
+    """A monitor-only job's state change (issue 6, item 4), alerted like a job:
+    ``down`` raises the ``failure`` condition (a ``failure`` alert), ``late``
+    raises ``late`` (a ``missed`` alert, when the rule has ``on: [missed]``),
+    and ``up`` clears both (a ``recovery`` alert after ``down``)."""
+    writes: list[dict[str, Any]] = []
+    alerts: list[Alert] = []
+    base = dict(job=event.job, run_id=None, event_seq=event.seq)
+    failing = conditions.get("failure")
+    late = conditions.get("late")
+    detail = f": {event.message}" if event.message else ""
+    if event.new_state == "down" and not (failing and failing["active"]):
+        writes.append(dict(job=event.job, condition="failure", active=True, since=event.at, run_id=None, notified_at=now))
+        if "failure" in rule.on:
+            alerts.append(Alert(kind="failure", text=f"monitor {event.job} is down{detail}", **base))
+    elif event.new_state == "late" and not (late and late["active"]):
+        writes.append(dict(job=event.job, condition="late", active=True, since=event.at, run_id=None, notified_at=now))
+        if "missed" in rule.on:
+            alerts.append(Alert(kind="missed", text=f"monitor {event.job} is late{detail}", **base))
+    elif event.new_state == "up":
+        if failing and failing["active"]:
+            writes.append(dict(job=event.job, condition="failure", active=False, since=event.at, run_id=None, notified_at=now))
+            if "recovery" in rule.on:
+                text = f"monitor {event.job} is up again after being down for {_human(event.at - failing['since'])}"
+                alerts.append(Alert(kind="recovery", text=text, **base))
+    if event.new_state in ("up", "down") and late and late["active"]:
+        writes.append(dict(job=event.job, condition="late", active=False, since=event.at, run_id=None, notified_at=None))
     return writes, alerts
 
 
@@ -412,7 +446,7 @@ class Notifier:
                 outbox.extend(self._outbox(alert, rule, now, counts))
         for job in self.jobs:
             rule = self.rule_for(job)
-            if "missed" not in rule.on:
+            if "missed" not in rule.on or getattr(self.jobs[job], "monitor", None) is not None:
                 continue
             new, alerts = missed(job, rule, states(job), now)
             writes.extend(new)

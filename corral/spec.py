@@ -137,6 +137,17 @@ class WaitCondition:
 
 
 @dataclass(frozen=True)
+class MonitorSpec:
+    """``monitor:`` of a monitor-only job (issue 6, item 4): corral does not run
+    it, it watches pings to ``/ping/<id>`` against the job's schedule."""
+
+    grace: timedelta
+    id: str | None = None
+    """The ping id given in the job file; None: the store makes one (a random
+    UUID kept per job name, see ``Store.monitor_id``)."""
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str
     command: tuple[str, ...]
@@ -181,6 +192,8 @@ class JobSpec:
     """How often unmet ``wait_for`` conditions are checked again."""
     expected_duration: timedelta | None = None
     """A run still going after this long is overrunning (``overrun`` alerts)."""
+    monitor: MonitorSpec | None = None
+    """Set for a monitor-only job: never run by corral, watched through pings."""
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -195,7 +208,7 @@ class JobSpec:
 
     @property
     def manual_only(self) -> bool:
-        return not self.schedules
+        return not self.schedules or self.monitor is not None
 
     @property
     def is_pipeline(self) -> bool:

@@ -236,7 +236,7 @@ def discover(
 @click.argument("inventory_file", metavar="INVENTORY.json", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, metavar="FILE", help="Job file to write (use - for stdout).")
 @click.option("--overlap", type=click.Choice(OVERLAP_CHOICES), default="skip", show_default=True, help="Overlap policy of every imported job.")
-@click.option("--monitor-only", is_flag=True, help="Write the jobs disabled: they document the legacy crontab, which keeps running on its host.")
+@click.option("--monitor-only", is_flag=True, help="Write monitor-only jobs (monitor: {grace, id}): the legacy crontab keeps running them and pings corral (corral wrap --ping).")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 def import_(inventory_file: str, output: str, overlap: str, monitor_only: bool, force: bool) -> None:
     """Write a job file from a `corral discover --json` inventory: one job

@@ -17,6 +17,7 @@ checked with :func:`corral.config.loads` before it is returned.
 from __future__ import annotations
 
 import json
+import uuid
 import re
 import shlex
 from collections.abc import Iterable, Mapping
@@ -257,6 +258,7 @@ def render(
     overlap: str = "skip",
     monitor_only: bool = False,
     origin: str = "",
+    monitor_grace: str = "30m",
 ) -> str:
     jobs = list(jobs)
     skipped = list(skipped)
@@ -271,9 +273,11 @@ def render(
     ]
     if monitor_only:
         lines += [
-            "# --monitor-only: every job is written with enabled: false. It documents the legacy crontab",
-            "# (which keeps running on its host) until corral can watch it (monitoring is being built);",
-            "# enable a job here only after removing its line from the host's crontab, or it runs twice.",
+            "# --monitor-only: every job is a monitor (monitor: {grace, id}): corral does not run it, the",
+            "# legacy crontab keeps running it on its host and pings corral, which alerts when a ping is",
+            "# late or reports a failure. Change each crontab line as its comment shows (CORRAL_URL: the",
+            "# dashboard's address); the id is the secret in the ping URL. To move a job into corral later,",
+            f"# replace monitor with run and remove its crontab line. Grace: {monitor_grace} after each slot.",
         ]
     lines += ["", "jobs:"]
     for job in jobs:
@@ -286,7 +290,13 @@ def render(
         if entry.mailto:
             lines += _comment(f"  cron mailed its output to {entry.mailto}", "  ")
         lines.append(f"  {job.name}:")
-        if isinstance(job.run, list):
+        if monitor_only:
+            # A random id: it is the secret of the ping URL (docs/alerts.md).
+            ping_id = str(uuid.uuid4())
+            command = " ".join(shlex.quote(part) for part in job.run) if isinstance(job.run, list) else job.run
+            lines += _comment(f"  in its crontab line, run instead: corral wrap --ping $CORRAL_URL/ping/{ping_id} -- {command}", "    ")
+            lines.append(f"    monitor: {{grace: {monitor_grace}, id: {ping_id}}}")
+        elif isinstance(job.run, list):
             lines.append(f"    run: [{', '.join(_q(part) for part in job.run)}]")
         else:
             lines.append(f"    run: {_q(job.run)}")
@@ -295,13 +305,12 @@ def render(
         else:
             lines.append(f"    schedule: [{', '.join(_q(cron) for cron in job.schedules)}]")
         lines.append(f"    timezone: {_q(job.timezone)}")
-        lines.append(f"    overlap: {overlap}")
-        if job.env:
+        if not monitor_only:
+            lines.append(f"    overlap: {overlap}")
+        if job.env and not monitor_only:
             lines.append(f"    env: {_mapping(job.env)}")
         lines.append(f"    labels: {_mapping(job.labels)}")
         lines.append(f"    description: {_q(f'imported from {where}')}")
-        if monitor_only:
-            lines.append("    enabled: false")
     if not jobs:
         lines.append("  # nothing could be imported; see the entries left out below")
     if skipped:
@@ -315,7 +324,12 @@ def render(
 
 
 def import_inventory(
-    inventory: inv.Inventory, *, overlap: str = "skip", monitor_only: bool = False, origin: str = ""
+    inventory: inv.Inventory,
+    *,
+    overlap: str = "skip",
+    monitor_only: bool = False,
+    origin: str = "",
+    monitor_grace: str = "30m",
 ) -> ImportResult:
     """The job file text for ``inventory``, checked with ``config.loads``."""
     jobs, skipped = plan(inventory, overlap=overlap)
@@ -325,7 +339,9 @@ def import_inventory(
             f"nothing to import: none of the {len(skipped)} entries can run as a corral job"
             + (f" ({'; '.join(reasons[:3])})" if reasons else "")
         )
-    text = render(inventory, jobs, skipped, overlap=overlap, monitor_only=monitor_only, origin=origin)
+    text = render(
+        inventory, jobs, skipped, overlap=overlap, monitor_only=monitor_only, origin=origin, monitor_grace=monitor_grace
+    )
     try:
         config.loads(text, environ={})
     except errors.ConfigError as exc:

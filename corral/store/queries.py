@@ -562,11 +562,16 @@ class Store:
 
     def active_runs(self, job: str | None = None) -> list[Run]:
         """Runs not yet final (pending, queued, running), oldest first."""
-        query = sa.select(runs).where(runs.c.state.in_(t.ACTIVE_STATES))
-        if job is not None:
-            query = query.where(runs.c.job == job)
+        # One indexed lookup per state: with a million final runs the planner
+        # reads ``state IN (...)`` as unselective and scans the table.
+        found: list[Run] = []
         with self._read() as conn:
-            return [_run(r) for r in conn.execute(query.order_by(runs.c.id))]
+            for state in t.ACTIVE_STATES:
+                query = sa.select(runs).where(runs.c.state == state)
+                if job is not None:
+                    query = query.where(runs.c.job == job)
+                found.extend(_run(r) for r in conn.execute(query))
+        return sorted(found, key=lambda r: r.id)
 
     def last_run(self, job: str, *, states: Sequence[str] | None = None) -> Run | None:
         query = sa.select(runs).where(runs.c.job == job)
@@ -604,15 +609,21 @@ class Store:
         with self._read() as conn:
             return [(e - s).total_seconds() for s, e in conn.execute(query)]
 
-    def job_summaries(self) -> dict[str, dict[str, Any]]:
-        """Per job: last run, counts of runs by state, active count."""
+    def job_summaries(self, jobs: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Per job (all, or those named): last run, counts of runs by state.
+
+        Both queries read only ``ix_runs_job_state_id`` (job, state, id).
+        """
+        count_q = sa.select(runs.c.job, runs.c.state, sa.func.count()).group_by(runs.c.job, runs.c.state)
+        last_q = sa.select(sa.func.max(runs.c.id)).where(runs.c.state != t.SKIPPED).group_by(runs.c.job)
+        if jobs is not None:
+            if not jobs:
+                return {}
+            count_q = count_q.where(runs.c.job.in_(tuple(jobs)))
+            last_q = last_q.where(runs.c.job.in_(tuple(jobs)))
         with self._read() as conn:
-            counts = conn.execute(
-                sa.select(runs.c.job, runs.c.state, sa.func.count()).group_by(runs.c.job, runs.c.state)
-            ).all()
-            last_ids = conn.execute(
-                sa.select(sa.func.max(runs.c.id)).where(runs.c.state != t.SKIPPED).group_by(runs.c.job)
-            ).all()
+            counts = conn.execute(count_q).all()
+            last_ids = conn.execute(last_q).all()
             ids = [r[0] for r in last_ids if r[0] is not None]
             last_rows = conn.execute(sa.select(runs).where(runs.c.id.in_(ids))).all() if ids else []
         out: dict[str, dict[str, Any]] = {}
@@ -1215,6 +1226,115 @@ class Store:
         }
 
     # -- maintenance ------------------------------------------------------------
+
+    # -- monitor-only jobs (issue 6, item 4): ping ids, pings, states ----------------
+
+    def sync_monitors(self, given: dict[str, str | None], *, now: datetime) -> dict[str, str]:
+        """Give every monitor-only job in ``given`` (job -> ``monitor.id`` or None)
+        a row; returns each job's ping id. A job without an id keeps the random
+        UUID made the first time it was seen; an id from the job file wins."""
+        import uuid
+
+        from corral.store.tables import monitors
+
+        names = list(given)
+        try:
+            with self._tx() as conn:
+                rows = {r.job: r for r in conn.execute(sa.select(monitors).where(monitors.c.job.in_(names)))}
+                for job, ping_id in given.items():
+                    row = rows.get(job)
+                    if row is None:
+                        conn.execute(
+                            monitors.insert().values(
+                                job=job, ping_id=ping_id or str(uuid.uuid4()), state="new", state_since=now,
+                                watched_since=now, updated_at=now,
+                            )
+                        )
+                    elif ping_id and row.ping_id != ping_id:
+                        conn.execute(monitors.update().where(monitors.c.job == job).values(ping_id=ping_id, updated_at=now))
+                query = sa.select(monitors.c.job, monitors.c.ping_id).where(monitors.c.job.in_(names))
+                return {r.job: r.ping_id for r in conn.execute(query)}
+        except sa.exc.IntegrityError as exc:
+            raise errors.StoreError(f"two monitor-only jobs use the same monitor.id; give each its own ({exc.orig})") from exc
+
+    def monitors(self) -> dict[str, dict[str, Any]]:
+        """Every monitor row by job name."""
+        from corral.store.tables import monitors
+
+        with self._read() as conn:
+            return {r.job: dict(r._mapping) for r in conn.execute(sa.select(monitors))}
+
+    def monitor_id(self, job: str) -> str | None:
+        from corral.store.tables import monitors
+
+        with self._read() as conn:
+            return conn.execute(sa.select(monitors.c.ping_id).where(monitors.c.job == job)).scalar()
+
+    def record_ping(
+        self,
+        ping_id: str,
+        kind: str,
+        exit_code: int | None,
+        *,
+        now: datetime,
+        remote: str | None = None,
+        body: str | None = None,
+    ) -> str | None:
+        """Store one ping (``success``, ``start`` or ``fail``) and update its
+        monitor's last times in one transaction. Returns the job, or None when
+        no monitor has this ping id. The state change it may cause is made by
+        the engine's next check (:meth:`set_monitor_states`)."""
+        from corral.store.tables import monitors, pings
+
+        with self._tx() as conn:
+            job = conn.execute(sa.select(monitors.c.job).where(monitors.c.ping_id == ping_id)).scalar()
+            if job is None:
+                return None
+            conn.execute(pings.insert().values(job=job, kind=kind, exit_code=exit_code, at=now, remote=remote, body=body))
+            values: dict[str, Any] = {"last_ping_at": now, "updated_at": now}
+            if kind == "start":
+                values["last_start_at"] = now
+            elif kind == "fail":
+                values["last_failure_at"] = now
+                values["last_exit_code"] = exit_code
+            else:
+                values["last_success_at"] = now
+                values["last_exit_code"] = exit_code
+            conn.execute(monitors.update().where(monitors.c.job == job).values(**values))
+            return str(job)
+
+    def list_pings(self, job: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """A monitor's pings, newest first."""
+        from corral.store.tables import pings
+
+        query = sa.select(pings).where(pings.c.job == job).order_by(pings.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def set_monitor_states(self, changes: Sequence[dict[str, Any]], *, now: datetime) -> int:
+        """Move monitors to new states (``job``, ``old``, ``new``, ``reason``,
+        ``message``) and write a ``monitor.transition`` event for each in the
+        same transaction (the outbox), so the notifier sees them like run
+        states. A change whose ``old`` is no longer current is skipped (another
+        process got there first). Returns how many changed."""
+        from corral.store.tables import monitors
+
+        changed = 0
+        with self._tx() as conn:
+            rows = []
+            for c in changes:
+                result = conn.execute(
+                    monitors.update()
+                    .where(monitors.c.job == c["job"], monitors.c.state == c["old"])
+                    .values(state=c["new"], state_since=now, updated_at=now)
+                )
+                if result.rowcount:
+                    changed += 1
+                    rows.append(
+                        event_row("monitor.transition", c["job"], None, c["old"], c["new"], c.get("reason"), c.get("message"), now)
+                    )
+            self._append_events(conn, rows)
+        return changed
 
     def migrate(self) -> None:
         from corral.store import migrate

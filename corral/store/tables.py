@@ -87,6 +87,9 @@ runs = Table(
     Index("ix_runs_job_id", "job", "id"),
     Index("ix_runs_state", "state"),
     Index("ix_runs_scheduled_for", "scheduled_for"),
+    # The dashboard's per-job counts by state and last run (0005): read from
+    # the index alone instead of a million table rows.
+    Index("ix_runs_job_state_id", "job", "state", "id"),
 )
 
 job_state = Table(
@@ -250,6 +253,40 @@ deliveries = Table(
     Column("sent_at", UTCDateTime()),
     Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
     Index("ix_deliveries_channel_created_at", "channel", "created_at"),
+)
+
+# -- monitor-only jobs (issue 6, item 4): ping ids, states, received pings ----------
+
+# One row per monitor-only job. ``ping_id`` is the secret in /ping/<ping_id>:
+# given in the job file (monitor.id) or a random UUID made on first sight and
+# kept, so it survives restarts and edits of the job file.
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("ping_id", String(36), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("state_since", UTCDateTime(), nullable=False),
+    Column("watched_since", UTCDateTime(), nullable=False),
+    Column("last_ping_at", UTCDateTime()),
+    Column("last_start_at", UTCDateTime()),
+    Column("last_success_at", UTCDateTime()),
+    Column("last_failure_at", UTCDateTime()),
+    Column("last_exit_code", Integer),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+pings = Table(
+    "pings",
+    metadata,
+    Column("id", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    Column("job", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("exit_code", Integer),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("remote", String(64)),
+    Column("body", Text),
+    Index("ix_pings_job_id", "job", "id"),
 )
 
 # -- web auth (issue 5): users, API tokens, sessions, audit log -----------------------

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from corral import rerun
+from corral import errors, rerun
 from corral import params as params_mod
 from corral.engine import notify_running_engines
 from corral.spec import JobSpec
@@ -56,6 +56,8 @@ def trigger(
     one raises :class:`errors.ParamError` and nothing is created. The values
     reach the job's processes only as ``CORRAL_PARAM_*`` environment variables.
     """
+    if job.monitor is not None:
+        raise errors.Conflict(f"{job.name} is a monitor-only job: corral does not run it, it watches its pings (docs/alerts.md); replace monitor with run to let corral run it")
     values = params_mod.resolve(job.params, params or {}, job=job.name)
     run_id = store.create_run(
         job=job.name, state=t.PENDING, trigger="manual", scheduled_for=now, now=now, admitted=False,

@@ -22,7 +22,7 @@ from corral import durations, errors
 from corral.clock import Clock, SystemClock
 from corral.config import NO_CAP
 from corral.store import open_store
-from corral.web import accounts, api, discovery, events, pages, problems, security, views
+from corral.web import accounts, api, discovery, events, pages, pings, problems, security, views
 from corral.web import auth as auth_mod
 from corral.web.jobfile import LiveJobFile
 from corral.web.state import Web
@@ -82,6 +82,7 @@ def _routes() -> list[BaseRoute]:
         Route("/api/runs/{id}/log/stream", needs(viewer, api.run_log_stream)),
         Route("/api/audit", needs(viewer, api.audit)),
         *events.routes(needs, viewer),  # /api/events, /metrics (issue 6)
+        *pings.routes(),  # /ping/<uuid>: no credentials, the UUID is the secret (issue 6)
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 

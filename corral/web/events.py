@@ -29,7 +29,7 @@ _EVENT_SCHEMA: dict[str, object] = {
     "type": "object",
     "properties": {
         "seq": {"type": "integer", "description": "Gapless sequence number, increasing in commit order."},
-        "type": {"type": "string", "enum": ["run.created", "run.transition", "run.stop_requested", "job.paused", "job.resumed"]},
+        "type": {"type": "string", "enum": ["run.created", "run.transition", "run.stop_requested", "job.paused", "job.resumed", "monitor.transition"]},
         "job": {"type": "string"},
         "run_id": {"type": ["integer", "null"]},
         "old_state": {"type": ["string", "null"]},

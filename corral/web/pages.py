@@ -32,6 +32,7 @@ log = logging.getLogger("corral.web")
 LOG_PAGE_BYTES = 256 * 1024
 """How much of a log the run page shows (the tail); the rest is one click away."""
 HISTORY_PAGE = 50
+JOBS_PAGE = 200  # jobs per page of the jobs page: keeps it light with thousands of jobs
 FORECAST_ROWS = 48
 STALE_HEARTBEAT = timedelta(seconds=90)
 """Three missed heartbeats (``corral up`` beats every 30 s): probably dead."""
@@ -99,10 +100,19 @@ def jobs(request: Request) -> Response:
     now = web.clock.now()
     snap = web.jobfile.current()
     query = request.query_params.get("q", "")[:200]
-    rows = views.job_rows(snap.config, web.store, now, query=query)
+    matching = len(views.matching_jobs(snap.config, query))
+    pages = max(1, -(-matching // JOBS_PAGE))
+    page = min(inputs.integer(request.query_params, "page", 1, 1, inputs.MAX_ID) or 1, pages)
+    rows = views.job_rows(snap.config, web.store, now, query=query, offset=(page - 1) * JOBS_PAGE, limit=JOBS_PAGE)
     return render(
-        request, snap, "jobs.html", {"now": now, "rows": rows, "query": query, "total": len(snap.config.jobs)}
-    )
+        request,
+        snap,
+        "jobs.html",
+        {
+            "now": now, "rows": rows, "query": query, "total": len(snap.config.jobs),
+            "matching": matching, "page": page, "pages": pages,
+        },
+    )  # fmt: skip
 
 
 def job(request: Request) -> Response:

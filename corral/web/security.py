@@ -49,8 +49,9 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_PREFIXES = ("/static/", "/healthz")
-"""Paths served without credentials: assets and the liveness probe."""
+PUBLIC_PREFIXES = ("/static/", "/healthz", "/ping/")
+"""Paths served without credentials: assets, the liveness probe and heartbeat
+pings (their UUID is the secret; they change nothing but a monitor's pings)."""
 SIGN_IN_PATHS = frozenset({"/login"})
 """Paths served with or without credentials: the sign-in page and its form."""
 
@@ -248,7 +249,7 @@ class Guard:
                 return  # the client went away
             scope["corral.body"] = body
             await self._identify(scope)
-            if scope["method"] not in SAFE_METHODS:
+            if scope["method"] not in SAFE_METHODS and not scope["path"].startswith("/ping/"):
                 self._check_origin(scope)
                 self._check_csrf(scope)
             await self.app(scope, _replay(body, receive), send_secured)

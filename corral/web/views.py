@@ -181,18 +181,27 @@ def next_fires(
     return times, note
 
 
-def job_rows(cfg: Config, store: Store, now: datetime, *, query: str = "") -> list[JobRow]:
-    """Every job of the file (those matching ``query``), by name."""
+def matching_jobs(cfg: Config, query: str = "") -> list[str]:
+    """Names of the jobs of the file matching ``query``, sorted."""
+    needle = query.strip().lower()
+    return [name for name, job in sorted(cfg.jobs.items()) if not needle or _matches(job, needle)]
+
+
+def job_rows(
+    cfg: Config, store: Store, now: datetime, *, query: str = "", offset: int = 0, limit: int | None = None
+) -> list[JobRow]:
+    """Every job of the file (those matching ``query``; a page of them), by name."""
+    names = matching_jobs(cfg, query)
+    names = names[offset : None if limit is None else offset + limit]
     states = store.job_states()
-    summaries = store.job_summaries()
+    # A page of jobs (or one) looks its runs up by name; many jobs read the whole index once.
+    summaries = store.job_summaries(names if len(names) <= 500 else None)
     active_by_job: dict[str, int] = {}
     for run in store.active_runs():
         active_by_job[run.job] = active_by_job.get(run.job, 0) + 1
-    needle = query.strip().lower()
     rows = []
-    for name, job in sorted(cfg.jobs.items()):
-        if needle and not _matches(job, needle):
-            continue
+    for name in names:
+        job = cfg.jobs[name]
         state = states.get(name, {})
         summary = summaries.get(name, {"counts": {}, "last": None})
         last: Run | None = summary["last"]

@@ -258,4 +258,101 @@ def test_the_theme_follows_the_browser_preference(tab: Tab, site: Site) -> None:
     tab.page.goto(site.url + "/")
     tab.page.screenshot(path=str(site.shots / "jobs-dark.png"), full_page=True)
     tab.page.goto(site.url + "/jobs/nightly-batch")
-    tab.page.screenshot(path=str(site.shots / "job-dark.png"), full_page=True)
+    tab.page.screenshot(path=str(site.shots / "job-dark.png"))
+
+
+def test_cancelling_a_running_run_from_its_page_stops_its_process(browser: Any, tmp_path: Path) -> None:
+    from corral import config
+    from tests.e2e.helpers import pid_alive, running_engine, write_config
+
+    path = write_config(tmp_path, "jobs:\n  sleeper:\n    description: Sleeps for five minutes\n    run: \"sleep 300\"\n")
+    with running_engine(path) as (engine, store):
+        now = datetime.now(timezone.utc)
+        run_id = store.create_run(job="sleeper", state=t.PENDING, trigger="manual", scheduled_for=now, now=now, admitted=False)
+        assert run_id is not None
+        engine.wake()
+        pid = wait_for(lambda: store.get_run(run_id).pid, what="the sleeper to start")
+        assert pid_alive(pid)
+        accounts.add_user(store, "olga", "operator", PASSWORD, now=now)
+        server = serve_in_thread(path, config.load(path).settings.store_url, port=0)
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="light")
+        try:
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("dialog", lambda dialog: dialog.accept())
+            opened = Tab(page, [], errors, [])
+            sign_in(opened, Site(server.url, store, tmp_path, tmp_path, {}), f"/runs/{run_id}")
+            assert "running" in page.inner_text("h1")
+            page.click("text=Cancel run")
+            wait_for(lambda: store.get_run(run_id).state == t.CANCELLED, timeout=20, what="the run to end cancelled")
+            wait_for(lambda: not pid_alive(pid), timeout=10, what="the sleeper's process to go")
+            page.goto(f"{server.url}/runs/{run_id}")
+            page.wait_for_selector("h1 .state-cancelled")
+            assert [e.action for e in store.list_audit()][:1] == ["cancel"]
+            assert errors == []
+        finally:
+            context.close()
+            server.stop()
+
+
+def test_a_skipped_slot_shows_with_its_reason_on_the_timeline(tab: Tab, site: Site) -> None:
+    slot = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    skipped = site.store.create_run(
+        job="heartbeat", state=t.SKIPPED, trigger="schedule", scheduled_for=slot, now=slot,
+        reason="paused", slot=True, message="heartbeat was paused by olga",
+    )
+    assert skipped is not None
+    sign_in(tab, site, "/timeline?range=3d")
+    # A diamond on the chart, its tooltip naming the reason ...
+    titles = tab.page.locator("svg polygon.marker title").all_text_contents()
+    assert any("paused" in title for title in titles), titles
+    assert any("overlap" in title for title in titles), titles
+    # ... and a row below it with the reason and message in words.
+    row = tab.page.locator("table.runs tr", has=tab.page.locator(f"a[href='/runs/{skipped}']"))
+    assert "paused" in row.inner_text() and "heartbeat was paused by olga" in row.inner_text()
+    long_row = tab.page.locator("table.runs tr", has=tab.page.locator(f"a[href='/runs/{site.ids['skipped']}']"))
+    assert "overlap" in long_row.inner_text() and "still running" in long_row.inner_text()
+    tab.page.screenshot(path=str(site.shots / "timeline.png"), full_page=True)
+
+
+def test_html_and_ansi_colours_in_a_log_are_shown_safely_and_readably(tab: Tab, site: Site) -> None:
+    run_id = site.ids["hb10"]
+    site.log_of("heartbeat", run_id).write_bytes(
+        b"<b>bold?</b> & <i>done</i>\n"
+        b"\x1b[1;32mOK\x1b[0m 12 rows \x1b[33mwarn\x1b[0m <tag>\n"
+        b"\x1b[31m<script>alert(2)</script>\x1b[0m\n"
+    )
+    sign_in(tab, site, f"/runs/{run_id}")
+    text = tab.page.inner_text("#log")
+    assert "<b>bold?</b> & <i>done</i>" in text
+    assert "OK 12 rows warn <tag>" in text
+    assert "<script>alert(2)</script>" in text
+    assert "\x1b" not in text and "[0m" not in text and "[1;32m" not in text
+    assert tab.page.locator("#log b, #log i, #log script, #log tag").count() == 0
+    # Colours are rendered as styled spans (or dropped), never as raw escape bytes.
+    html = tab.page.inner_html("#log")
+    assert "\x1b" not in html and "&lt;b&gt;" in html
+    assert tab.dialogs == []
+
+
+def test_the_job_and_discovery_pages_render_for_a_person(tab: Tab, site: Site) -> None:
+    from corral.discover import inventory as inv
+    from corral.discover import parse
+
+    crontab = (
+        "MAILTO=ops@example.com\n* * * * * /usr/local/bin/poll.sh\n30 2 * * * /opt/etl/nightly.sh >> /var/log/etl.log 2>&1\n"
+        "#15 3 * * * /opt/old/report.sh >/dev/null 2>&1\n61 * * * * /bin/broken\n"
+    )
+    entries = parse.parse_crontab(crontab, host="db1", source="crontab:app", user="app")
+    inventory = inv.Inventory((inv.Host("db1", timezone="Asia/Seoul"),), tuple(entries), datetime.now(timezone.utc))
+    folder = site.log_dir.parent / "inventories"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "db1.json").write_text(json.dumps(inv.to_json(inventory)))
+    sign_in(tab, site, "/jobs/nightly-batch")
+    assert "overlap" in tab.page.inner_text("main")  # the skipped slot and its reason in the history
+    tab.page.screenshot(path=str(site.shots / "job.png"))
+    tab.page.goto(site.url + "/discovery")
+    assert "/usr/local/bin/poll.sh" in tab.page.inner_text("main")
+    tab.page.screenshot(path=str(site.shots / "discovery.png"), full_page=True)

@@ -104,12 +104,18 @@ def test_lines_corral_cannot_reproduce_are_listed_with_the_reason() -> None:
     assert "# h s:1: @reboot runs when cron starts" in result.text and "#     @reboot /opt/start.sh" in result.text
 
 
-def test_monitor_only_writes_every_job_disabled_with_why() -> None:
-    entries = parse.parse_crontab("0 3 * * * /opt/keep.sh\n", host="h", source="s", user="u")
+def test_monitor_only_writes_monitors_with_their_ping_lines() -> None:
+    entries = parse.parse_crontab("MAILTO=ops@example.com\n0 3 * * * /opt/keep.sh --all\n", host="h", source="s", user="u")
     result = importer.import_inventory(inv.Inventory((inv.Host("h"),), tuple(entries), NOW), monitor_only=True)
     cfg = config.loads(result.text, environ={})
-    assert not cfg.jobs["keep"].enabled
-    assert "documents the legacy crontab" in result.text
+    keep = cfg.jobs["keep"]
+    assert keep.monitor is not None and keep.monitor.grace == timedelta(minutes=30) and keep.monitor.id
+    assert keep.command == () and keep.manual_only and keep.enabled  # corral watches it, never runs it
+    assert [s.text for s in keep.schedules] == ["0 3 * * *"]
+    assert f"corral wrap --ping $CORRAL_URL/ping/{keep.monitor.id} -- /opt/keep.sh --all" in result.text
+    assert "corral does not run it" in result.text
+    again = importer.import_inventory(inv.Inventory((inv.Host("h"),), tuple(entries), NOW), monitor_only=True)
+    assert config.loads(again.text, environ={}).jobs["keep"].monitor.id != keep.monitor.id  # random: a secret
 
 
 def test_nothing_importable_is_an_error_that_says_why() -> None:

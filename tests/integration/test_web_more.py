@@ -439,3 +439,27 @@ def test_metrics_count_every_run_once_into_cumulative_buckets_on_each_store(stor
     if promtool is not None:
         checked = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
         assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+
+
+# -- many jobs -------------------------------------------------------------------------
+
+
+def test_the_jobs_page_pages_through_many_jobs_and_counts_only_their_runs(tmp_path: Path) -> None:
+    config_path = tmp_path / "corral.yaml"
+    config_path.write_text("jobs:\n" + "".join(f"  job-{i:03d}:\n    run: \"echo {i}\"\n" for i in range(250)))
+    url = f"sqlite:///{tmp_path / 'corral.db'}"
+    store = open_store(url)
+    for job in ("job-000", "job-210"):
+        store.create_run(job=job, state=t.SKIPPED, trigger="schedule", scheduled_for=NOW, now=NOW, reason="overlap")
+    assert set(store.job_summaries(["job-210", "job-001"])) == {"job-210"}
+    assert set(store.job_summaries()) == {"job-000", "job-210"} and store.job_summaries([]) == {}
+    app = create_app(config_path, url, clock=FakeClock(NOW))
+    with TestClient(app, base_url=BASE) as client:
+        first = client.get("/").text
+        assert first.count('class="job-row') == 200 and "Page 1 of 2 (250 jobs)" in first and "page=2" in first
+        second = client.get("/?page=2").text
+        assert second.count('class="job-row') == 50 and "job-249" in second and "job-000<" not in second
+        assert "Page 2 of 2" in client.get("/?page=99").text  # clamped to the last page
+        assert client.get("/?page=zero").status_code == 400
+        assert client.get("/?q=job-21").text.count('class="job-row') == 10
+    store.close()

@@ -81,7 +81,7 @@ def test_step_keys_are_checked_like_job_keys() -> None:
         'corral.yaml:7: job "p": steps.retries: -1 is too small; expected a whole number of 0 or more',
         'corral.yaml:8: job "p": steps: a step has no "name" key; expected a step name like fetch or 31',
         'corral.yaml:9: job "p": steps: a step has no "run" key; expected a shell string like "echo hello" '
-        'or an argv list like ["echo", "hello"]',
+        'or an argv list like ["echo", "hello"], or a built-in step like uses: publish',
         'corral.yaml:10: job "p": steps: unknown key "neds"; did you mean "needs"?',
     ]
 
