@@ -195,3 +195,87 @@ def test_the_notifier_thread_delivers_without_the_scheduler(store: Store, sink: 
         stop.set()
         thread.join(5)
     assert [b["kind"] for b in sink.bodies()] == ["failure"]
+
+
+def test_a_crash_between_send_and_mark_sent_resends_once_and_no_more(
+    store: Store, sink: Sink, tmp_path: Path
+) -> None:
+    """At least once, never more: the receiver sees the alert twice at worst,
+    both times with the same event_seq to deduplicate on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    n = _notifier(store, sink)
+    _run(store, "nightly", t.FAILED, T0, message="exited 2")
+    n.step(T0 + timedelta(minutes=2))
+    # A separate process sends; the sink holds its answer until that process is killed.
+    got_first = threading.Event()
+    release = threading.Event()
+    original = sink.server.RequestHandlerClass.do_POST
+
+    def hold_first(handler: object) -> None:
+        if not got_first.is_set():
+            body = handler.rfile.read(int(handler.headers["Content-Length"]))  # type: ignore[attr-defined]
+            sink.requests.append((dict(handler.headers), body))  # type: ignore[attr-defined]
+            got_first.set()
+            release.wait(10)
+            return  # the sender is dead by now: nobody reads an answer
+        original(handler)  # type: ignore[arg-type]
+
+    sink.server.RequestHandlerClass.do_POST = hold_first  # type: ignore[method-assign]
+    script = (
+        "import sys; from datetime import datetime, timezone\n"
+        "from corral import notify\nfrom corral.store import open_store\n"
+        f"store = open_store({str(store.url)!r})\n"
+        f"ch = {{'hook': notify.Channel(name='hook', type='webhook', url={sink.url!r}, secret={SECRET!r})}}\n"
+        "n = notify.Notifier(store, ch, default=notify.Rule(channels=('hook',)), link='http://corral.local')\n"
+        f"n.deliver_due(datetime.fromisoformat({(T0 + timedelta(minutes=3)).isoformat()!r}))\n"
+    )
+    sender = subprocess.Popen([sys.executable, "-c", script], cwd=str(tmp_path))
+    try:
+        assert got_first.wait(20), "the sender never sent"
+        os.kill(sender.pid, signal.SIGKILL)
+        sender.wait(10)
+    finally:
+        release.set()
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+    # The next sender (after the restart) finds the delivery still pending and sends it again, once.
+    later = T0 + timedelta(hours=2)
+    assert n.deliver_due(later) == 1
+    assert n.deliver_due(later + timedelta(hours=1)) == 0
+    bodies = sink.bodies()
+    assert len(bodies) == 2
+    assert bodies[0]["event_seq"] == bodies[1]["event_seq"] and bodies[0]["kind"] == "failure"
+
+
+def test_a_run_that_fails_after_writing_verdict_ok_is_recorded_and_alerted_as_failed(
+    tmp_path: Path, sink: Sink
+) -> None:
+    """Seed 000's revalidation once recorded a timeout as "ok": here an error can never read as success."""
+    from tests.e2e.helpers import running_engine, wait_for, write_config
+
+    path = write_config(
+        tmp_path,
+        "jobs:\n  revalidate:\n    steps:\n"
+        "      - name: check\n"
+        "        run: 'echo verdict=ok >> \"$CORRAL_OUTPUT\"; echo note=refresh >> \"$CORRAL_OUTPUT\"; exit 1'\n",
+    )
+    with running_engine(path) as (engine, store):
+        now = datetime.now(timezone.utc)
+        rid = store.create_run(job="revalidate", state="pending", trigger="manual", scheduled_for=now, now=now,
+                               admitted=False)
+        assert rid is not None
+        engine.wake()
+        run = wait_for(lambda: (r := store.get_run(rid)).state in t.FINAL_STATES and r, timeout=30)
+        result = store.get_run_result(rid)
+        n = _notifier(store, sink)
+        n.step(datetime.now(timezone.utc))
+        n.deliver_due(datetime.now(timezone.utc))
+    assert run.state == t.FAILED
+    assert result is not None and result["verdict"] == "error" and "ok" in (result["note"] or "")
+    kinds = [b["kind"] for b in sink.bodies()]
+    assert kinds == ["failure"]
