@@ -318,7 +318,8 @@ def _send_email(channel: Channel, body: dict[str, Any], *, timeout: float) -> No
     msg["Subject"] = "[corral] " + text.splitlines()[0][:120] if text else "[corral] alert"
     msg["From"] = channel.sender
     msg["To"] = ", ".join(channel.to)
-    msg.set_content(text)
+    link = body.get("link")
+    msg.set_content(text + (f"\n\n{link}\n" if link else ""))
     try:
         with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout) as smtp:
             smtp.send_message(msg)

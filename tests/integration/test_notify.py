@@ -279,3 +279,75 @@ def test_a_run_that_fails_after_writing_verdict_ok_is_recorded_and_alerted_as_fa
     assert result is not None and result["verdict"] == "error" and "ok" in (result["note"] or "")
     kinds = [b["kind"] for b in sink.bodies()]
     assert kinds == ["failure"]
+
+
+class SmtpSink:
+    """The smallest SMTP server a client can deliver to, on 127.0.0.1, for one test."""
+
+    def __init__(self) -> None:
+        import socketserver
+
+        self.messages: list[tuple[str, list[str], str]] = []
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                def say(line: str) -> None:
+                    self.wfile.write((line + "\r\n").encode())
+
+                say("220 sink ready")
+                sender, rcpts = "", []
+                while True:
+                    raw = self.rfile.readline()
+                    if not raw:
+                        return
+                    cmd = raw.decode().strip()
+                    upper = cmd.upper()
+                    if upper.startswith(("EHLO", "HELO")):
+                        say("250 sink")
+                    elif upper.startswith("MAIL FROM:"):
+                        sender = cmd[10:].strip(" <>")
+                        say("250 ok")
+                    elif upper.startswith("RCPT TO:"):
+                        rcpts.append(cmd[8:].strip(" <>"))
+                        say("250 ok")
+                    elif upper == "DATA":
+                        say("354 go on")
+                        data = []
+                        while (line := self.rfile.readline().decode()) not in (".\r\n", ""):
+                            data.append(line)
+                        sink.messages.append((sender, rcpts, "".join(data)))
+                        say("250 queued")
+                    elif upper == "QUIT":
+                        say("221 bye")
+                        return
+                    else:
+                        say("250 ok")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_email_alerts_reach_an_smtp_server(store: Store) -> None:
+    smtp = SmtpSink()
+    try:
+        channel = notify.Channel(
+            name="mail", type="email", to=("ops@example.com",), sender="corral@example.com",
+            smtp_host="127.0.0.1", smtp_port=smtp.port,
+        )
+        n = notify.Notifier(store, {"mail": channel}, default=notify.Rule(channels=("mail",)), link="http://corral.local")
+        rid = _run(store, "nightly", t.FAILED, T0, message="exited 2")
+        n.step(T0 + timedelta(minutes=2))
+        assert n.deliver_due(T0 + timedelta(minutes=2)) == 1
+    finally:
+        smtp.close()
+    [(sender, rcpts, data)] = smtp.messages
+    assert sender == "corral@example.com" and rcpts == ["ops@example.com"]
+    assert "Subject: [corral]" in data and "nightly" in data and f"http://corral.local/runs/{rid}" in data
