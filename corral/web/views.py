@@ -196,6 +196,7 @@ def job_rows(
     states = store.job_states()
     # A page of jobs (or one) looks its runs up by name; many jobs read the whole index once.
     summaries = store.job_summaries(names if len(names) <= 500 else None)
+    recent = store.recent_durations(names, limit=SPARK_RUNS)
     active_by_job: dict[str, int] = {}
     for run in store.active_runs():
         active_by_job[run.job] = active_by_job.get(run.job, 0) + 1
@@ -218,7 +219,7 @@ def job_rows(
                 paused_by=state.get("paused_by"),
                 last=last,
                 counts=dict(summary["counts"]),
-                durations=list(reversed(store.durations(name, limit=SPARK_RUNS))),
+                durations=list(reversed(recent[name])),
                 active=active_by_job.get(name, 0),
             )
         )

@@ -131,3 +131,17 @@ def test_a_store_that_cannot_be_opened_says_which(tmp_path) -> None:  # type: ig
     blocker.write_text("x")
     with pytest.raises(errors.StoreError, match="not usable|cannot use"):
         open_store(f"sqlite:///{blocker}/sub/corral.db")
+
+
+def test_recent_durations_of_many_jobs_match_durations_of_each(store: Store) -> None:
+    for job, n in (("a", 5), ("b", 2), ("c", 0)):
+        for i in range(n):
+            start = T0 + timedelta(hours=i)
+            rid = store.create_run(job=job, state=t.PENDING, trigger="manual", scheduled_for=start, now=start)
+            assert rid is not None and store.claim(rid, node="n", now=start)
+            store.transition(rid, t.SUCCEEDED if i != 1 else t.FAILED, now=start + timedelta(seconds=10 + i), exit_code=0)
+    store.create_run(job="a", state=t.SKIPPED, trigger="schedule", scheduled_for=T0, now=T0, reason="overlap")
+    found = store.recent_durations(["a", "b", "c", "nope"], limit=3)
+    assert found == {job: store.durations(job, limit=3) for job in ("a", "b", "c", "nope")}
+    assert found["a"] == [14.0, 13.0, 12.0] and found["b"] == [11.0, 10.0] and found["c"] == []
+    assert store.recent_durations([]) == {}
