@@ -75,6 +75,17 @@ def engine_status(store: Store, now: datetime) -> dict[str, Any]:
     return {"ok": True, "text": f"corral up running on {where}{more}."}
 
 
+def failing_channels(store: Any, config: Any, now: datetime) -> list[str]:
+    """Notification channels that failed or are retrying lately, in doctor's words."""
+    from corral import doctor
+
+    names = list(getattr(getattr(config, "notify", None), "channels", {}) or {})
+    if not names:
+        return []
+    checks = doctor.channels(store.list_deliveries(limit=1000), names, now)
+    return [f"{c.name}: {c.detail}" for c in checks if c.status in ("warn", "fail")]
+
+
 def render(request: Request, snap: Snapshot, template: str, context: dict[str, Any], status: int = 200) -> Response:
     web = web_of(request)
     now = context.get("now") or web.clock.now()
@@ -85,6 +96,7 @@ def render(request: Request, snap: Snapshot, template: str, context: dict[str, A
         "banner": snap.error,
         "notice": _notice(request),
         "engine": engine_status(web.store, now),
+        "failing_channels": failing_channels(web.store, snap.config, now),
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         "settings": snap.config.settings,
     }

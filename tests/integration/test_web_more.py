@@ -463,3 +463,38 @@ def test_the_jobs_page_pages_through_many_jobs_and_counts_only_their_runs(tmp_pa
         assert client.get("/?page=zero").status_code == 400
         assert client.get("/?q=job-21").text.count('class="job-row') == 10
     store.close()
+
+
+# -- failing notification channels ----------------------------------------------------
+
+
+def test_a_channel_that_keeps_failing_is_shown_on_every_page(tmp_path: Path) -> None:
+    import socket
+
+    from corral import config as config_mod
+    from corral import notify
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    config_path = tmp_path / "corral.yaml"
+    config_path.write_text(
+        "notify:\n  channels:\n"
+        f"    hook: {{type: webhook, url: 'http://127.0.0.1:{dead}/hook', secret: s}}\n"
+        "  default: {channels: [hook], on: [failure]}\n"
+        "jobs:\n  nightly:\n    run: 'false'\n"
+    )
+    url = f"sqlite:///{tmp_path / 'corral.db'}"
+    store = open_store(url)
+    rid = store.create_run(job="nightly", state=t.PENDING, trigger="manual", scheduled_for=NOW, now=NOW)
+    assert rid is not None
+    store.claim(rid, node="n", now=NOW)
+    store.transition(rid, t.FAILED, now=NOW + timedelta(minutes=1))
+    notifier = notify.Notifier.from_config(store, config_mod.load(config_path))
+    notifier.step(NOW + timedelta(minutes=2))
+    assert notifier.deliver_due(NOW + timedelta(minutes=2)) == 0  # refused: retried later
+    app = create_app(config_path, url, clock=FakeClock(NOW + timedelta(minutes=3)))
+    with TestClient(app, base_url=BASE) as client:
+        page = client.get("/").text
+    store.close()
+    assert "Alerts are not getting through" in page and "channel hook" in page and "being retried" in page
