@@ -225,8 +225,26 @@ def run(request: Request) -> Response:
             "graph": steps.graph,
             "can_retry": spec is not None and not found.active and found.state != "skipped",
             "retry_failed": retry_failed,
+            "search": _search_log(path, size, request.query_params.get("q", "")[:200], secrets),
         },
     )
+
+
+SEARCH_MAX_BYTES = 64 * 1024 * 1024
+SEARCH_MAX_HITS = 2000
+
+
+def _search_log(path: Path, size: int, query: str, secrets: Any) -> dict[str, Any] | None:
+    """Lines of the log containing ``query`` (case-insensitive), numbered, secrets masked."""
+    if not query:
+        return None
+    if not path.is_file():
+        return {"query": query, "hits": [], "count": 0, "truncated": False}
+    start = max(0, size - SEARCH_MAX_BYTES)
+    text = views.read_log(path, start, max(1, size - start), secrets=secrets).text
+    needle = query.casefold()
+    hits = [(n, line) for n, line in enumerate(text.splitlines(), 1) if needle in line.casefold()]
+    return {"query": query, "hits": hits[:SEARCH_MAX_HITS], "count": len(hits), "truncated": len(hits) > SEARCH_MAX_HITS}
 
 
 def run_log(request: Request) -> Response:

@@ -498,3 +498,26 @@ def test_a_channel_that_keeps_failing_is_shown_on_every_page(tmp_path: Path) -> 
         page = client.get("/").text
     store.close()
     assert "Alerts are not getting through" in page and "channel hook" in page and "being retried" in page
+
+
+def test_the_run_page_searches_its_log_without_javascript(tmp_path: Path) -> None:
+    config_path = tmp_path / "corral.yaml"
+    config_path.write_text("jobs:\n  nightly:\n    run: 'true'\n")
+    url = f"sqlite:///{tmp_path / 'corral.db'}"
+    store = open_store(url)
+    rid = store.create_run(job="nightly", state=t.PENDING, trigger="manual", scheduled_for=NOW, now=NOW)
+    assert rid is not None
+    store.claim(rid, node="n", now=NOW)
+    log = tmp_path / "run.log"
+    log.write_text("stage 31 ok\nstage 32 ERROR <b>disk full</b>\nstage 33 ok\nretry: error again\n")
+    store.transition(rid, t.FAILED, now=NOW + timedelta(minutes=1), log_path=str(log))
+    app = create_app(config_path, url, clock=FakeClock(NOW + timedelta(minutes=2)))
+    with TestClient(app, base_url=BASE) as client:
+        page = client.get(f"/runs/{rid}?q=error").text
+        none = client.get(f"/runs/{rid}?q=nothing-like-this").text
+    store.close()
+    assert '2 lines containing "error"' in page
+    assert "&lt;b&gt;disk full&lt;/b&gt;" in page and "<b>disk full</b>" not in page
+    assert '<span class="muted">     2</span>  stage 32 ERROR' in page
+    assert '<span class="muted">     4</span>  retry: error again' in page
+    assert "0 lines containing" in none
