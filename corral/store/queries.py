@@ -92,6 +92,16 @@ def _run(row: Any) -> Run:
     return Run(**{name: row._mapping[name] for name in _RUN_COLUMNS})
 
 
+def _finished_execution(job: str) -> tuple[Any, ...]:
+    """Runs of ``job`` that started and ended with a duration worth learning from."""
+    return (
+        runs.c.job == job,
+        runs.c.state.in_((t.SUCCEEDED, t.FAILED, t.TIMED_OUT)),
+        runs.c.started_at.is_not(None),
+        runs.c.ended_at.is_not(None),
+    )
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -597,12 +607,7 @@ class Store:
         """Durations in seconds of the job's most recent finished executions."""
         query = (
             sa.select(runs.c.started_at, runs.c.ended_at)
-            .where(
-                runs.c.job == job,
-                runs.c.state.in_((t.SUCCEEDED, t.FAILED, t.TIMED_OUT)),
-                runs.c.started_at.is_not(None),
-                runs.c.ended_at.is_not(None),
-            )
+            .where(*_finished_execution(job))
             .order_by(runs.c.id.desc())
             .limit(limit)
         )
@@ -622,12 +627,7 @@ class Store:
                 parts = [
                     sa.select(
                         sa.select(runs.c.job, runs.c.id, runs.c.started_at, runs.c.ended_at)
-                        .where(
-                            runs.c.job == job,
-                            runs.c.state.in_((t.SUCCEEDED, t.FAILED, t.TIMED_OUT)),
-                            runs.c.started_at.is_not(None),
-                            runs.c.ended_at.is_not(None),
-                        )
+                        .where(*_finished_execution(job))
                         .order_by(runs.c.id.desc())
                         .limit(limit)
                         .subquery()
