@@ -128,6 +128,7 @@ class Engine:
         out, or the periodic store poll (for changes made from other machines)."""
         now = self.clock.now()
         dirty = self._drain_outcomes(now)
+        changed = dirty  # runs changed state here or elsewhere: the notifier has work
         if self._reload.is_set() or self._mtime() != self._config_mtime:
             self._reload.clear()
             self.reload()
@@ -135,7 +136,7 @@ class Engine:
             now = self.clock.now()
         if self._external.is_set():
             self._external.clear()
-            dirty = True
+            dirty = changed = True
         mono = time.monotonic()
         if mono >= self._next_poll:
             self._next_poll = mono + STORE_POLL
@@ -152,9 +153,12 @@ class Engine:
         if not self._stop.is_set():
             before = self.scheduler.created
             next_slot = self.scheduler.enqueue_due(now)
-            dirty = dirty or self.scheduler.created != before
+            if self.scheduler.created != before:
+                dirty = changed = True
         if dirty:
             self._next_start = self.worker.dispatch(now)
+        if changed:
+            self.notifier.wake()  # new events to alert on
         if dirty or (self.monitors.next_check is not None and now >= self.monitors.next_check):
             try:
                 self.monitors.check(now)
@@ -241,6 +245,7 @@ class Engine:
         and go out after the next start (at least once)."""
         if self._notifier_stop is not None and self._notifier_thread is not None:
             self._notifier_stop.set()
+            self.notifier.wake()
             self._notifier_thread.join(timeout=15)
             if self._notifier_thread.is_alive():
                 log.warning("notifier still sending at shutdown; unsent alerts stay queued")

@@ -11,14 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.utils import floatToGoString
-
 from corral.spec import Config
 from corral.store import Store
 from corral.store import tables as t
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+CONTENT_TYPE = "text/plain; version=1.0.0; charset=utf-8"
+"""prometheus_client's CONTENT_TYPE_LATEST, written out so `corral up` need not import it; a test checks they agree."""
 DURATION_BUCKETS: tuple[float, ...] = (10, 60, 300, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400)
 """Few buckets on purpose: a histogram line per bucket per job, and 1,000 jobs."""
 
@@ -42,6 +40,9 @@ def _value(number: float) -> str:
     """As prometheus_client prints it (``3.0``, ``1.7e+09``), with a fast path for counts."""
     if isinstance(number, int) and -(10**6) < number < 10**6:
         return f"{number}.0"
+    # Imported here: `corral up` imports this module for the loop lag alone.
+    from prometheus_client.utils import floatToGoString
+
     return floatToGoString(number)
 
 

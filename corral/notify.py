@@ -328,6 +328,10 @@ def _send_email(channel: Channel, body: dict[str, Any], *, timeout: float) -> No
         raise DeliveryError(f"channel {channel.name}: SMTP: {exc}", retryable=not permanent) from exc
 
 
+IDLE_INTERVAL = 30.0
+"""Seconds the delivery thread sleeps when nothing woke it."""
+
+
 class Notifier:
     """Event consumer + delivery loop. ``rules`` maps a job to its rule; a job
     without one uses ``default``."""
@@ -354,6 +358,11 @@ class Notifier:
         self.secrets = secrets
         """Channel secrets (webhook URLs, keys): masked in recorded errors."""
         self._next_time_check: datetime | None = None
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """New events may be in the feed: look now instead of at the next idle tick."""
+        self._wake.set()
 
     @classmethod
     def from_config(cls, store: Store, cfg: Any) -> Notifier:
@@ -548,10 +557,13 @@ class Notifier:
                 log.error("notifier: %s", exc)
             except Exception:  # noqa: BLE001 - keep notifying whatever one message does
                 log.exception("notifier step failed")
-            if not more:
-                stop.wait(interval)
+            if not more and not stop.is_set():
+                # Woken by the engine when runs change; otherwise a slow tick
+                # for retries, overrun and missed checks keeps an idle corral idle.
+                self._wake.wait(interval)
+                self._wake.clear()
 
-    def start_thread(self, clock: Any, *, interval: float = 1.0) -> tuple[threading.Thread, threading.Event]:
+    def start_thread(self, clock: Any, *, interval: float = IDLE_INTERVAL) -> tuple[threading.Thread, threading.Event]:
         stop = threading.Event()
         thread = threading.Thread(target=self.run, args=(stop,), kwargs={"clock": clock, "interval": interval}, name="corral-notifier", daemon=True)
         thread.start()

@@ -260,6 +260,8 @@ def test_a_run_that_fails_after_writing_verdict_ok_is_recorded_and_alerted_as_fa
 
     path = write_config(
         tmp_path,
+        f"notify:\n  channels:\n    hook: {{type: webhook, url: '{sink.url}', secret: {SECRET}}}\n"
+        "  default: {channels: [hook], on: [failure, recovery]}\n"
         "jobs:\n  revalidate:\n    steps:\n"
         "      - name: check\n"
         "        run: 'echo verdict=ok >> \"$CORRAL_OUTPUT\"; echo note=refresh >> \"$CORRAL_OUTPUT\"; exit 1'\n",
@@ -272,13 +274,10 @@ def test_a_run_that_fails_after_writing_verdict_ok_is_recorded_and_alerted_as_fa
         engine.wake()
         run = wait_for(lambda: (r := store.get_run(rid)).state in t.FINAL_STATES and r, timeout=30)
         result = store.get_run_result(rid)
-        n = _notifier(store, sink)
-        n.step(datetime.now(timezone.utc))
-        n.deliver_due(datetime.now(timezone.utc))
+        wait_for(lambda: sink.bodies(), timeout=30, what="the alert")
     assert run.state == t.FAILED
     assert result is not None and result["verdict"] == "error" and "ok" in (result["note"] or "")
-    kinds = [b["kind"] for b in sink.bodies()]
-    assert kinds == ["failure"]
+    assert [b["kind"] for b in sink.bodies()] == ["failure"]
 
 
 class SmtpSink:

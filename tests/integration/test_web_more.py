@@ -521,3 +521,11 @@ def test_the_run_page_searches_its_log_without_javascript(tmp_path: Path) -> Non
     assert '<span class="muted">     2</span>  stage 32 ERROR' in page
     assert '<span class="muted">     4</span>  retry: error again' in page
     assert "0 lines containing" in none
+
+
+def test_the_metrics_content_type_is_prometheus_clients() -> None:
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    from corral import metrics
+
+    assert metrics.CONTENT_TYPE == CONTENT_TYPE_LATEST
