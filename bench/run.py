@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py [--quick]
 
 1. start delay of 200 jobs due on the same second (corral up vs a bare
-   posix_spawn loop that starts 200 processes at the due instant);
+   posix_spawn loop that starts 200 processes at the due instant; both start
+   ``/bin/sleep 1``);
 2. throughput of 1,000 trivial runs, every one recorded in the store (corral up
    vs a bare two-worker spawn-and-wait loop);
 3. idle CPU and RSS of corral up with 1,000 jobs defined.
@@ -34,6 +35,8 @@ from corral.store import open_store  # noqa: E402
 from corral.store import tables as t  # noqa: E402
 
 TRUE = "/bin/true"
+SLEEP = ["/bin/sleep", "1"]
+"""The burst's job, in corral and in the baseline alike: one exec, alive past the measurement."""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -78,7 +81,7 @@ def bare_burst(n: int) -> list[float]:
     delays = []
     pids = []
     for _ in range(n):
-        pid = os.posix_spawn(TRUE, [TRUE], os.environ, setsid=True)
+        pid = os.posix_spawn(SLEEP[0], SLEEP, os.environ, setsid=True)
         delays.append(time.time() - due)
         pids.append(pid)
     for pid in pids:
@@ -91,7 +94,7 @@ def corral_burst(n: int, tmp: Path) -> list[float]:
     anchor = due.isoformat()
     lines = ["drain: 10s", "jobs:"]
     for i in range(n):
-        lines += [f"  burst-{i:03d}:", '    run: "sleep 1"', f'    schedule: {{every: 1h, anchor: "{anchor}"}}']
+        lines += [f"  burst-{i:03d}:", f"    run: {SLEEP}", f'    schedule: {{every: 1h, anchor: "{anchor}"}}']
     job_file = tmp / "burst.yaml"
     job_file.write_text("\n".join(lines) + "\n")
     proc = start_up(job_file, tmp / "burst.log")

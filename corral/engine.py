@@ -32,6 +32,8 @@ RELOAD_CHECK = 2.0
 STORE_POLL = 15.0
 """Seconds between looks at the store for work that arrived without a wake-up."""
 HEARTBEAT = 60.0
+WARM_AHEAD = 30.0
+"""Seconds before the next slot at which the spawner processes are started (if they are not running)."""
 
 
 class Engine:
@@ -155,6 +157,8 @@ class Engine:
             next_slot = self.scheduler.enqueue_due(now)
             if self.scheduler.created != before:
                 dirty = changed = True
+        if next_slot is not None and (next_slot - now).total_seconds() < WARM_AHEAD:
+            self.supervisor.warm()  # start the spawner processes before the slots fall due
         if dirty:
             self._next_start = self.worker.dispatch(now)
         if changed:

@@ -8,12 +8,15 @@ How a run is laid out, and why:
 
 * Every run gets its own session and process group (``posix_spawn`` with
   ``setsid``), so a timeout or a cancel can signal the whole group at once.
-* The process corral spawns is a tiny ``/bin/sh`` wrapper (:data:`_WRAPPER`).
-  It runs the job's argv (passed as positional parameters, never pasted into
-  the script), then writes the exit status to ``<exit_path>.tmp`` and renames
-  it to ``exit_path``. If corral dies (even with ``kill -9``) the job keeps
-  running, keeps logging, and its exit status can still be read afterwards
-  (:func:`read_exit_file`) or by a later :class:`Supervisor` that adopts it.
+* corral does not start jobs itself: a spawner process (:mod:`corral.spawner`)
+  does, on request over a socket, and stays their parent. The job process is
+  the user's own program (no wrapper around it). The spawner reaps a job only
+  when the supervisor asks, after it has dealt with the job's leftovers, and
+  writes the job's status to ``exit_path``. If corral dies (even with
+  ``kill -9``) the job keeps running and logging, and the spawner stays until
+  its last job ends, writing each status to its exit file, where
+  :func:`read_exit_file` or a later :class:`Supervisor` that adopts the job
+  reads it.
 * stdout and stderr go straight to the run's log file, opened by us with
   ``O_APPEND``; corral is not in the data path.
 * One background thread waits on a ``selectors`` loop over ``pidfd`` file
@@ -29,24 +32,26 @@ processes carrying the run's launch token in their environment
 (:data:`RUN_TOKEN_VAR`, which catches the same even when no sample saw them);
 and all their descendants. They get SIGTERM, and SIGKILL after a short grace.
 
-Exit statuses follow the shell's convention: a status of ``128 + N`` (N a
-signal number) means "killed by signal N" and is reported as ``signal=N``,
-``exit_code=None``. A program that really calls ``exit(130)`` is reported as
-killed by SIGINT; the wrapper cannot tell the two apart, and neither can a
-shell.
+Exit statuses come from the spawner's ``wait4``: an exit code, or the signal
+that killed the job. Exit files (read only after a crash) use the shell's
+convention: ``128 + N`` means "killed by signal N".
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import marshal
 import re
-import resource
 import secrets
 import select
 import selectors
 import shutil
 import signal
+import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -69,53 +74,17 @@ ORPHAN_GRACE = 2.0
 """Seconds leftover processes get between SIGTERM and SIGKILL once the main process has exited."""
 _MIN_LOG_CAP = 4096
 
-_SHELL = "/bin/sh"
-# $1: exit file, $2: working directory ("" = stay), the rest: the job's argv.
-# The traps keep the wrapper alive when the group is signalled, so it can
-# still record the job's status; a caught signal is reset to its default in
-# the exec'd job, so the job itself is not shielded. A signal that arrives
-# before the job was started (a stop right after launch) would hit only the
-# wrapper, so it is remembered and the job is then not started at all. (A
-# signal landing between that check and the fork is the remaining window,
-# microseconds wide; the SIGKILL after the grace still ends such a run.)
-# The status is written with one write(2) of a few bytes and read only after
-# the wrapper has exited, so no temporary file and rename (an extra exec per
-# run) is needed.
-_WRAPPER = """\
-corral_exit_file=$1
-corral_dir=$2
-shift 2
-corral_status=
-trap 'corral_status=${corral_status:-129}' HUP
-trap 'corral_status=${corral_status:-130}' INT
-trap 'corral_status=${corral_status:-143}' TERM
-if [ -n "$corral_dir" ]; then
-  cd -- "$corral_dir" || exit 1
-fi
-if [ -z "$corral_status" ]; then
-  "$@"
-  corral_status=$?
-fi
-printf '%s\\n' "$corral_status" > "$corral_exit_file"
-exit "$corral_status"
-"""
-_WRAPPER_NAME = "corral-run"
-_WRAPPER_CMDLINE = b"sh\0-c\0" + _WRAPPER.encode() + b"\0"
-_RESEND_CHECK = 0.02
-_RESEND_WINDOW = 1.0
-"""After a stop that came before the job had exec'd, look for it every _RESEND_CHECK s for this long."""
-# Dispositions a job must not inherit from corral: Python ignores SIGPIPE and
-# SIGXFSZ, and corral itself may have been started with some signals ignored
-# (nohup, ``corral &``). Ignored signals survive exec; these are reset.
-_RESET_SIGNALS = (
-    signal.SIGPIPE,
-    signal.SIGXFSZ,
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGTERM,
-)
-
+_SPAWNER = str(Path(__file__).with_name("spawner.py"))
+LANES = max(1, min(2, os.cpu_count() or 1))
+"""Spawner processes: a burst is started on this many cores at once."""
+_MIN_SPLIT = 8
+"""Fewer launches than this go to one spawner (a round trip each is not worth it)."""
+_CHUNK = 8
+"""Launches per request: small, so that both spawners start working at once."""
+LANE_IDLE = 60.0
+"""Seconds without any run after which the spawners are stopped (started again on the next launch)."""
+_EXIT_FILE_WAIT = 2.0
+"""How long to wait for an adopted run's exit file while its spawner has not reaped it yet."""
 RUN_TOKEN_VAR = "CORRAL_RUN_TOKEN"
 """Set by :meth:`Supervisor.launch` in every child's environment to a random
 value unique to that launch. Descendants inherit it, which finds processes
@@ -258,29 +227,6 @@ def _read_cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:
         return b""
-
-
-def _children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
-            return [int(word) for word in f.read().split()]
-    except OSError:  # kernel without CONFIG_PROC_CHILDREN
-        return [proc.pid for proc in _Table().procs.values() if proc.ppid == pid]
-
-
-def _job_child(wrapper_pid: int) -> tuple[int, bytes] | None:
-    """The wrapper's child running the job, with its cmdline, if it has one yet.
-
-    The only other child a wrapper ever has is its closing ``mv`` of the exit
-    file (a job's argv[0] is always an absolute path, never "mv"). A child
-    whose cmdline is still the wrapper's own has been forked but has not
-    exec'd the job yet.
-    """
-    for pid in _children_of(wrapper_pid):
-        cmdline = _read_cmdline(pid)
-        if cmdline and not cmdline.startswith(b"mv\0"):
-            return pid, cmdline
-    return None
 
 
 def _env_marker(environ: Iterable[bytes]) -> frozenset[bytes] | None:
@@ -543,12 +489,42 @@ def _failure_from_status(exit_code: int | None, log_path: Path, argv0: str) -> _
 
 
 def read_exit_file(exit_path: Path) -> int | None:
-    """The status the wrapper recorded for a finished run, or None if there is none."""
+    """The status a spawner recorded for a finished run (shell style: 128 + N for
+    signal N), or None if there is none."""
     try:
         text = Path(exit_path).read_text(encoding="ascii").strip()
         return int(text)
     except (OSError, ValueError, UnicodeDecodeError):
         return None
+
+
+def _await_exit_file(exit_path: Path, pid: int, start_ticks: int, timeout: float = _EXIT_FILE_WAIT) -> int | None:
+    """The exit file of a job that has ended, waiting while its spawner has not reaped it yet.
+
+    A spawner writes the file before it reaps the job, so once the job's
+    zombie is gone the file is there, or never will be."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = read_exit_file(exit_path)
+        if status is not None:
+            return status
+        proc = _read_proc(pid)
+        if proc is None or proc.start_ticks != start_ticks or proc.state != "Z" or time.monotonic() >= deadline:
+            return read_exit_file(exit_path)
+        time.sleep(0.005)
+
+
+def exit_status(exit_path: Path, pid: int | None, start_time: float | None) -> int | None:
+    """The recorded status of a run whose process has ended (see :func:`read_exit_file`).
+
+    If the process is still a zombie its spawner is about to write the file:
+    this waits for that (up to a couple of seconds)."""
+    if pid is None or start_time is None:
+        return read_exit_file(exit_path)
+    ticks = _start_ticks(pid, start_time)
+    if ticks is None:
+        return read_exit_file(exit_path)
+    return _await_exit_file(exit_path, pid, ticks)
 
 
 def process_alive(pid: int, start_time: float) -> bool:
@@ -609,10 +585,13 @@ def kill_tree(pid: int, pgid: int, start_time: float, grace: float) -> None:
     # Only a root known to be ours may lend its environment token: a reused
     # pid's token would point at someone else's processes.
     marker = _env_marker(table.environ(pid)) if verified else None
-    targets = dict(table.members(pid, ticks, pgid, {}, marker))
+    # The root first: once a child dies, a root still alive could exit on
+    # its own (its status then an exit code) before its own signal is sent.
+    targets: dict[int, _Proc] = {}
     root = table.procs.get(pid)
     if root is not None and root.start_ticks == ticks and root.state != "Z":
         targets[pid] = root
+    targets.update(table.members(pid, ticks, pgid, {}, marker))
     pidfds: dict[int, int] = {}
     try:
         for proc in targets.values():
@@ -630,14 +609,14 @@ def kill_tree(pid: int, pgid: int, start_time: float, grace: float) -> None:
         with selectors.DefaultSelector() as sel:
             for fd in pidfds.values():
                 sel.register(fd, selectors.EVENT_READ)
-            alive = set(pidfds.values())
+            alive = dict.fromkeys(pidfds.values())  # ordered: the root first
             while alive:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 for key, _ in sel.select(left):
                     sel.unregister(key.fd)
-                    alive.discard(key.fd)
+                    alive.pop(key.fd, None)
             for fd in alive:
                 _send(fd, signal.SIGKILL)
     finally:
@@ -671,6 +650,107 @@ def kill_marked(markers: Mapping[str, str], grace: float) -> int:
 
 
 # --------------------------------------------------------------------------
+# Spawner lanes
+# --------------------------------------------------------------------------
+
+_FRAME = struct.Struct("!I")
+
+
+class _Reaped(NamedTuple):
+    exit_code: int | None
+    signal: int | None
+    cpu: float
+    maxrss: int
+    """KiB; 0 when the figure is not the job's own (see corral.spawner)."""
+
+
+class _Lane:
+    """One spawner process (:mod:`corral.spawner`) and the socket to it.
+
+    Requests are synchronous round trips under a lock: the main thread sends
+    launches, the supervisor thread asks for reaps."""
+
+    def __init__(self) -> None:
+        _reap_lingering()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", _SPAWNER, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                # Not corral's stdout or stderr: the spawner may outlive corral,
+                # and must not keep a pipe that corral's caller reads open.
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            ours.close()
+            raise errors.ExecError(f"cannot start the spawner process ({sys.executable}): {exc.strerror}") from exc
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.lock = threading.Lock()
+        self.broken = False
+
+    def send(self, message: object) -> None:
+        data = marshal.dumps(message)
+        self.sock.sendall(_FRAME.pack(len(data)) + data)
+
+    def receive(self) -> object:
+        header = self._exact(_FRAME.size)
+        return marshal.loads(self._exact(_FRAME.unpack(header)[0]))
+
+    def _exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("the spawner process ended")
+            buf += chunk
+        return bytes(buf)
+
+    def reap(self, pids: list[int]) -> dict[int, _Reaped]:
+        """Reap children that have exited; {} for every pid if the spawner is gone."""
+        with self.lock:
+            if self.broken:
+                return {}
+            try:
+                self.send(("reap", pids))
+                kind, items = self.receive()  # type: ignore[misc]
+            except (OSError, ConnectionError, EOFError, ValueError) as exc:
+                self._fail(exc)
+                return {}
+        return {pid: _Reaped(code, sig, user + system, maxrss) for pid, code, sig, user, system, maxrss in items}
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.broken:
+            log.error("lost the spawner process (pid %s): %s", self.proc.pid, exc)
+        self.broken = True
+
+    def close(self, *, idle: bool) -> None:
+        """Let the spawner go: it reaps what still runs under it as that ends, then exits.
+
+        ``idle``: nothing runs under it, so it exits at once and is waited for."""
+        self.sock.close()
+        if idle:
+            try:
+                self.proc.wait(timeout=5)
+                return
+            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck spawner
+                log.warning("spawner process %s did not exit", self.proc.pid)
+        _lingering.append(self.proc)
+
+
+_lingering: list[subprocess.Popen[bytes]] = []
+"""Closed spawners still reaping jobs; reaped by :func:`_reap_lingering` once they exit."""
+
+
+def _reap_lingering() -> None:
+    _lingering[:] = [proc for proc in _lingering if proc.poll() is None]
+
+
+# --------------------------------------------------------------------------
 # The supervisor
 # --------------------------------------------------------------------------
 
@@ -696,8 +776,11 @@ class _Run:
         marker: frozenset[bytes] | None,
         argv0: str,
         started_mono: float,
+        lane: _Lane | None = None,
     ) -> None:
         self.run_id = run_id
+        self.lane = lane
+        """The spawner that is this run's parent; None for an adopted run."""
         self.pid = pid
         self.pgid = pgid
         self.start_time = start_time
@@ -718,8 +801,6 @@ class _Run:
         self.killed = False
         self.last_signal: int | None = None
         self.known: dict[int, int] = {}
-        self.resend_at: float | None = None  # see _begin_stop
-        self.resend_until = 0.0
         self.peak_rss = 0
         self.cpu_ticks = 0
         self.log_dropped = 0
@@ -730,7 +811,6 @@ class _Run:
         self.exit_code: int | None = None
         self.signal: int | None = None
         self.rusage_rss = 0
-        self.spawner_maxrss = 0  # KiB; see _record_exit
         self.rusage_cpu = 0.0
         self.orphans: dict[int, tuple[int, int]] = {}  # pid -> (start ticks, pidfd)
         self.orphan_cpu_ticks = 0
@@ -740,11 +820,22 @@ class _Run:
 
 class _Spawned(NamedTuple):
     launch: Launch
+    lane: _Lane
     pid: int
     pidfd: int
     token: str
     started_mono: float
     started_at: datetime
+
+
+class _Request(NamedTuple):
+    """A launch that passed the checks, ready for a spawner."""
+
+    launch: Launch
+    path: str
+    cwd: str
+    env: dict[str, str]
+    token: str
 
 
 class Supervisor:
@@ -774,8 +865,12 @@ class Supervisor:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._next_sample: float | None = None
-        self._made_dirs: set[Path] = set()
         self._spawning: set[int] = set()
+        self._home = os.getcwd()
+        self._lanes_lock = threading.Lock()
+        self._lanes: list[_Lane] = []
+        self._lanes_used = 0.0
+        self._unwatched: list[tuple[_Lane, int]] = []
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -809,93 +904,146 @@ class Supervisor:
 
     def launch(self, launch: Launch) -> Started | Outcome:
         """Start a run. Returns an Outcome instead if it could not be started; never raises for a bad command."""
-        spawned = self._spawn(launch)
-        return spawned if isinstance(spawned, Outcome) else self._register(spawned)
+        return self.launch_many([launch])[0]
 
-    def launch_many(self, launches: Sequence[Launch], *, threads: int = 1) -> list[Started | Outcome]:
+    def launch_many(self, launches: Sequence[Launch]) -> list[Started | Outcome]:
         """Start several runs at once, as fast as the machine allows.
 
-        ``posix_spawn`` releases the GIL, so a burst is spread over ``threads``
-        spawning threads; reading each child's start time from /proc waits
-        until the whole burst is out (reading it while the child is still
-        exec'ing is slow)."""
-        if len(launches) < 8 or threads <= 1:
-            spawned = [self._spawn(launch) for launch in launches]
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="corral-spawn") as pool:
-                spawned = list(pool.map(self._spawn, launches))
-        return [s if isinstance(s, Outcome) else self._register(s) for s in spawned]
-
-    def _spawn(self, launch: Launch) -> _Spawned | Outcome:
+        A burst is split over the spawner lanes, which start their shares on
+        separate cores; each lane gets its share in one request."""
+        ids = [launch.run_id for launch in launches]
         with self._lock:
             if self._closed:
                 raise errors.ExecError("this supervisor is closed; create a new one")
-            if launch.run_id in self._runs or launch.run_id in self._spawning:
-                raise errors.Conflict(f"run {launch.run_id} is already supervised")
-            self._spawning.add(launch.run_id)
+            busy = [i for i in ids if i in self._runs or i in self._spawning]
+            if busy or len(set(ids)) != len(ids):
+                raise errors.Conflict(f"run {busy[0] if busy else ids[0]} is already supervised")
+            self._spawning.update(ids)
         try:
-            return self._spawn_unlocked(launch)
+            results: list[Started | Outcome | None] = [None] * len(launches)
+            checked: list[tuple[int, _Request]] = []
+            for index, launch in enumerate(launches):
+                request = self._check(launch)
+                if isinstance(request, Outcome):
+                    results[index] = request
+                else:
+                    checked.append((index, request))
+            for index, spawned in self._spawn(checked):
+                results[index] = spawned if isinstance(spawned, Outcome) else self._register(spawned)
+            return results  # type: ignore[return-value]
         finally:
             with self._lock:
-                self._spawning.discard(launch.run_id)
+                self._spawning.difference_update(ids)
 
-    def _spawn_unlocked(self, launch: Launch) -> _Spawned | Outcome:
+    def warm(self) -> None:
+        """Start the spawner processes now (a burst is due soon), so the burst does not wait for them."""
         try:
-            cwd = os.path.abspath(launch.cwd) if launch.cwd else ""
-            if cwd and not os.path.isdir(cwd):
-                failure = _Failure("cwd_not_found", f"working directory not found: {launch.cwd}")
-                return self._not_started(launch, failure)
-            checked = _check_command(launch.argv, launch.env, cwd or os.getcwd())
+            self._lanes_for(_MIN_SPLIT)
+        except errors.ExecError as exc:
+            log.error("%s", exc)
+
+    def _check(self, launch: Launch) -> _Request | Outcome:
+        """Everything that can be known before starting: the command, the folders."""
+        try:
+            cwd = os.path.abspath(launch.cwd) if launch.cwd else self._home
+            if launch.cwd and not os.path.isdir(cwd):
+                return self._not_started(launch, _Failure("cwd_not_found", f"working directory not found: {launch.cwd}"))
+            checked = _check_command(launch.argv, launch.env, cwd)
         except (OSError, ValueError) as exc:  # e.g. a NUL byte in a path
             return self._not_started(launch, _Failure("spawn_failed", f"cannot check the command: {exc}"))
         if isinstance(checked, _Failure):
             return self._not_started(launch, checked)
-        try:
-            self._prepare_paths(launch)
-            log_fd = os.open(launch.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            return self._not_started(
-                launch, _Failure("spawn_failed", f"cannot open the log file {launch.log_path}: {exc.strerror}")
-            )
         env = dict(launch.env)
         env[RUN_TOKEN_VAR] = token = secrets.token_hex(8)
+        return _Request(launch, checked, cwd, env, token)
+
+    def _lanes_for(self, count: int) -> list[_Lane]:
+        with self._lanes_lock:
+            self._lanes = [lane for lane in self._lanes if not lane.broken]
+            want = 1 if count < _MIN_SPLIT else LANES
+            while len(self._lanes) < want:
+                self._lanes.append(_Lane())
+            self._lanes_used = time.monotonic()
+            return self._lanes[:want]
+
+    def _spawn(self, requests: list[tuple[int, _Request]]) -> list[tuple[int, _Spawned | Outcome]]:
+        """Hand the requests to the spawners in small chunks, round robin, so
+        every lane starts its first processes at once; then collect the replies."""
+        if not requests:
+            return []
         try:
-            pid = os.posix_spawn(
-                _SHELL,
-                ["sh", "-c", _WRAPPER, _WRAPPER_NAME, str(launch.exit_path), cwd, checked, *launch.argv[1:]],
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
-                ],
-                setsid=True,
-                setsigdef=_RESET_SIGNALS,
-                setsigmask=(),
-            )
-        except (OSError, ValueError, TypeError) as exc:
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return self._not_started(launch, _Failure("spawn_failed", f"could not start {launch.argv[0]}: {detail}"))
+            lanes = self._lanes_for(len(requests))
+        except errors.ExecError as exc:
+            return [(i, self._not_started(r.launch, _Failure("spawn_failed", str(exc)))) for i, r in requests]
+        chunks = [requests[k:k + _CHUNK] for k in range(0, len(requests), _CHUNK)]
+        sent: dict[int, list[list[tuple[int, _Request]]]] = {id(lane): [] for lane in lanes}
+        out: list[tuple[int, _Spawned | Outcome]] = []
+        for lane in lanes:
+            lane.lock.acquire()
+        try:
+            for k, chunk in enumerate(chunks):
+                lane = lanes[k % len(lanes)]
+                if not lane.broken:
+                    try:
+                        lane.send(("spawn", [
+                            (i, r.path, [r.path, *r.launch.argv[1:]], r.env, r.cwd,
+                             str(r.launch.log_path), str(r.launch.exit_path))
+                            for i, r in chunk
+                        ]))
+                    except OSError as exc:
+                        lane._fail(exc)
+                sent[id(lane)].append(chunk)
+            for lane in lanes:
+                for chunk in sent[id(lane)]:
+                    by_index = dict(chunk)
+                    replies: list[tuple[int, int, float, float, str | None, str | None]] = []
+                    if not lane.broken:
+                        try:
+                            _, replies = lane.receive()  # type: ignore[misc]
+                        except (OSError, ConnectionError, EOFError, ValueError) as exc:
+                            lane._fail(exc)
+                    for index, pid, wall, mono, kind, text in replies:
+                        out.append((index, self._spawned(lane, by_index.pop(index), pid, wall, mono, kind, text)))
+                    for index, request in by_index.items():
+                        failure = _Failure("spawn_failed", "the spawner process ended before starting it")
+                        out.append((index, self._not_started(request.launch, failure)))
         finally:
-            os.close(log_fd)
-        started_mono = time.monotonic()
-        started_at = _utcnow()
+            for lane in lanes:
+                lane.lock.release()
+        while self._unwatched:
+            lane, pid = self._unwatched.pop()
+            lane.reap([pid])
+        return out
+
+    def _spawned(
+        self, lane: _Lane, request: _Request, pid: int, wall: float, mono: float, kind: str | None, text: str | None
+    ) -> _Spawned | Outcome:
+        launch = request.launch
+        if not pid:
+            if kind == "cwd":
+                failure = _Failure("cwd_not_found", f"working directory not usable: {launch.cwd}: {text}")
+            elif kind == "log":
+                failure = _Failure("spawn_failed", f"cannot open the log file {launch.log_path}: {text}")
+            else:
+                failure = _Failure("spawn_failed", f"could not start {launch.argv[0]}: {text}")
+            return self._not_started(launch, failure)
         try:
             pidfd = os.pidfd_open(pid)
         except OSError as exc:
             # Without a pidfd the run cannot be watched (likely out of file
             # descriptors): undo the start rather than leave it unsupervised.
+            # (Not reaped yet, so the pid is still this process; reaped by
+            # _spawn once the lane is free.)
             _killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            self._unwatched.append((lane, pid))
             return self._not_started(launch, _Failure("spawn_failed", f"cannot watch the process: {exc.strerror}"))
-        return _Spawned(launch, pid, pidfd, token, started_mono, started_at)
+        started_at = datetime.fromtimestamp(wall, timezone.utc)
+        return _Spawned(launch, lane, pid, pidfd, request.token, mono, started_at)
 
     def _register(self, spawned: _Spawned) -> Started:
         launch, pid, pidfd, token = spawned.launch, spawned.pid, spawned.pidfd, spawned.token
         started_mono, started_at = spawned.started_mono, spawned.started_at
-        # The child is ours and not reaped yet, so its /proc entry is there.
+        # The job is not reaped before we ask, so its /proc entry is there.
         proc = _read_proc(pid)
         start_ticks = proc.start_ticks if proc is not None else 0
         start_time = _create_time(start_ticks)
@@ -915,8 +1063,8 @@ class Supervisor:
             marker=frozenset([f"{RUN_TOKEN_VAR}={token}".encode()]),
             argv0=launch.argv[0],
             started_mono=started_mono,
+            lane=spawned.lane,
         )
-        run.spawner_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self._add(run)
         return Started(run_id=launch.run_id, pid=pid, pgid=pid, start_time=start_time, started_at=started_at)
 
@@ -940,13 +1088,6 @@ class Supervisor:
             if existing is not None:
                 return existing.pid == pid
         if not process_alive(pid, start_time):
-            # A zombie child of this very process (a Supervisor in the same
-            # process was closed before it noticed the exit) is reaped here so
-            # it does not linger; its exit file says how it ended.
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             return False
         try:
             pidfd = os.pidfd_open(pid)
@@ -1031,18 +1172,6 @@ class Supervisor:
             self._pending.append(run)
         self._wake()
 
-    def _prepare_paths(self, launch: Launch) -> None:
-        for directory in (launch.log_path.parent, launch.exit_path.parent):
-            if directory not in self._made_dirs:
-                directory.mkdir(parents=True, exist_ok=True)
-                self._made_dirs.add(directory)
-        # A stale exit file from an earlier attempt must not be read as this
-        # run's. (A stale .tmp is harmless: the wrapper truncates it.)
-        try:
-            os.unlink(launch.exit_path)
-        except FileNotFoundError:
-            pass
-
     def _not_started(self, launch: Launch, failure: _Failure) -> Outcome:
         _note_in_log(launch.log_path, f"could not start: {failure.error}")
         return Outcome(
@@ -1066,23 +1195,14 @@ class Supervisor:
             return False
         if run.stopped_by is None:
             run.stopped_by = why
-        # For an adopted run the group leader is not our child and may have
-        # been reaped by init; only signal the group while it is alive (a live
-        # leader keeps the group id from being reused).
+        # The job leads its group. Our own job is reaped only once we ask, so
+        # its group id cannot be reused before then; an adopted run's leader
+        # is reaped by its old spawner as soon as it ends, so its group is
+        # only signalled while the leader is alive.
         if not run.adopted or not _pidfd_exited(run.pidfd):
-            # A stop in the first moments of a run can come before the job
-            # process exists (the wrapper then forks it anyway: its trap only
-            # records the signal) or while it is between fork and exec, where
-            # it still runs the wrapper's trap and swallows the TERM. If the
-            # job had not exec'd just before the group is signalled, watch for
-            # it and TERM it once it has.
-            job = _job_child(run.pid)
             _killpg(run.pgid, signal.SIGTERM)
             if not run.killed:
                 run.last_signal = signal.SIGTERM
-            if run.resend_at is None and (job is None or job[1].startswith(_WRAPPER_CMDLINE)):
-                run.resend_at = now + _RESEND_CHECK
-                run.resend_until = now + _RESEND_WINDOW
         deadline = now + (run.kill_grace if grace is None else max(0.0, grace))
         run.kill_at = deadline if run.kill_at is None else min(run.kill_at, deadline)
         return True
@@ -1121,8 +1241,16 @@ class Supervisor:
         """Seconds until the next deadline; None (sleep until woken) if nothing runs."""
         with self._lock:
             runs = list(self._runs.values())
+            spawning = bool(self._spawning)
         if not runs:
             self._next_sample = None
+            if not self._lanes or spawning:
+                return None
+            # Nothing runs: stop the spawners once they have been idle a while.
+            left = self._lanes_used + LANE_IDLE - time.monotonic()
+            if left > 0:
+                return left
+            self._close_idle_lanes()
             return None
         now = time.monotonic()
         if self._next_sample is None:
@@ -1134,8 +1262,6 @@ class Supervisor:
                     deadlines.append(run.timeout_at)
                 if run.kill_at is not None and not run.killed:
                     deadlines.append(run.kill_at)
-                if run.resend_at is not None:
-                    deadlines.append(run.resend_at)
             elif run.orphan_kill_at is not None:
                 deadlines.append(run.orphan_kill_at)
         return max(0.0, min(deadlines) - now)
@@ -1174,8 +1300,6 @@ class Supervisor:
                     continue
                 if run.timeout_at is not None and now >= run.timeout_at and run.stopped_by is None:
                     self._begin_stop(run, "timeout", None, now)
-                if run.resend_at is not None and now >= run.resend_at:
-                    self._resend_term(run, now)
                 if run.kill_at is not None and now >= run.kill_at and not run.killed:
                     run.killed = True
                     run.last_signal = signal.SIGKILL
@@ -1187,38 +1311,38 @@ class Supervisor:
                 finished.append(run)
         return finished
 
-    def _resend_term(self, run: _Run, now: float) -> None:
-        """TERM the job if it exec'd after its group was signalled (see _begin_stop). Caller holds the lock."""
-        job = _job_child(run.pid)
-        if job is not None and not job[1].startswith(_WRAPPER_CMDLINE):
-            try:
-                fd = os.pidfd_open(job[0])
-            except OSError:
-                fd = -1
-            if fd >= 0:
-                # Still the same exec'd job (not a reused pid) once pinned?
-                if _read_cmdline(job[0]) == job[1]:
-                    _send(fd, signal.SIGTERM)
-                os.close(fd)
-            run.resend_at = None
-        elif now >= run.resend_until or run.killed:
-            run.resend_at = None
-        else:
-            run.resend_at = now + _RESEND_CHECK
+    def _close_idle_lanes(self) -> None:
+        with self._lock:
+            if self._runs or self._spawning:
+                return
+            with self._lanes_lock:
+                if time.monotonic() < self._lanes_used + LANE_IDLE:
+                    return
+                lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            lane.close(idle=True)
 
     def _main_exited(self, runs: list[_Run], now: float) -> list[_Run]:
         """Record how each main process ended and go after what it left behind."""
         # One scan for all of them, taken before our children are reaped: an
         # unreaped leader keeps its group and session ids from being reused.
         table = _Table()
-        finished: list[_Run] = []
-        for run in runs:
-            leftovers = table.members(run.pid, run.start_ticks, run.pgid, run.known, run.marker)
-            with self._lock:
+        leftovers = {run.run_id: table.members(run.pid, run.start_ticks, run.pgid, run.known, run.marker) for run in runs}
+        with self._lock:
+            for run in runs:
                 # Before the pidfd is closed: stop() only signals "running" runs.
                 run.phase = "cleanup"
-            self._record_exit(run, now)
-            for proc in leftovers.values():
+        reaped: dict[int, _Reaped] = {}
+        lanes: dict[int, tuple[_Lane, list[int]]] = {}
+        for run in runs:
+            if run.lane is not None:
+                lanes.setdefault(id(run.lane), (run.lane, []))[1].append(run.pid)
+        for lane, pids in lanes.values():
+            reaped.update(lane.reap(pids))
+        finished: list[_Run] = []
+        for run in runs:
+            self._record_exit(run, now, reaped.get(run.pid) if run.lane is not None else None)
+            for proc in leftovers[run.run_id].values():
                 try:
                     fd = os.pidfd_open(proc.pid)
                 except OSError:
@@ -1241,36 +1365,24 @@ class Supervisor:
             run.orphan_kill_at = deadline
         return finished
 
-    def _record_exit(self, run: _Run, now: float) -> None:
+    def _record_exit(self, run: _Run, now: float, reaped: _Reaped | None) -> None:
         run.ended_at = _utcnow()
-        status: int | None = None
-        try:
-            pid, raw, usage = os.wait4(run.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid = 0  # not our child (adopted), or reaped by someone else
-        if pid:
-            code = os.waitstatus_to_exitcode(raw)
-            if code < 0:
-                run.exit_code, run.signal = None, -code
-            else:
-                status = code
-            # posix_spawn's child shares corral's memory until it execs, and
-            # exec records that memory's high-water mark as the wrapper's own
-            # maxrss. So the figure is only the job's when it is above what
-            # corral itself had used by the time of the launch.
-            if usage.ru_maxrss > run.spawner_maxrss:
-                run.rusage_rss = usage.ru_maxrss * 1024
-            run.rusage_cpu = usage.ru_utime + usage.ru_stime
-            run.duration = now - run.started_mono
+        run.duration = now - run.started_mono
+        if reaped is not None and (reaped.exit_code is not None or reaped.signal is not None):
+            run.exit_code, run.signal = reaped.exit_code, reaped.signal
+            run.rusage_rss = reaped.maxrss * 1024
+            run.rusage_cpu = reaped.cpu
         else:
-            status = read_exit_file(run.exit_path)
-            run.duration = max(0.0, time.time() - run.start_time)
-            if status is None:
-                # No exit file: the wrapper itself was killed. If we sent the
-                # last signal, that is the best guess at what ended it.
+            # Adopted (its old spawner reaps it and writes the exit file), or
+            # our spawner is gone (then nothing recorded the status).
+            status = _await_exit_file(run.exit_path, run.pid, run.start_ticks) if run.lane is None else None
+            if run.adopted:
+                run.duration = max(0.0, time.time() - run.start_time)
+            if status is not None:
+                run.exit_code, run.signal = _decode_status(status)
+            else:
+                # If we sent the last signal, that is the best guess at what ended it.
                 run.exit_code, run.signal = None, run.last_signal
-        if status is not None:
-            run.exit_code, run.signal = _decode_status(status)
         os.close(run.pidfd)
         run.pidfd = -1
 
@@ -1389,6 +1501,7 @@ class Supervisor:
                 if run.phase == "running" and run.pidfd >= 0:
                     os.close(run.pidfd)
                     run.pidfd = -1
+            running = {id(run.lane) for run in runs if run.phase == "running"}
             self._runs.clear()
             self._pending.clear()
             self._idle.notify_all()
@@ -1396,3 +1509,9 @@ class Supervisor:
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
+        with self._lanes_lock:
+            lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            # Jobs still running stay with their spawner, which records their
+            # exit files; a later Supervisor adopts them.
+            lane.close(idle=id(lane) not in running)

@@ -508,7 +508,7 @@ class Worker:
                     self.store.update_run(run.id, now=now, node=self.node)
                     log.info("run %s of %s adopted (pid %s still running)", run.id, run.job, run.pid)
                     continue
-            code = executor.read_exit_file(exit_path)
+            code = executor.exit_status(exit_path, run.pid, run.proc_start)
             if code is not None:
                 outcome = executor.Outcome(
                     run_id=run.id,

@@ -86,9 +86,16 @@ class Run:
 
 
 _RUN_COLUMNS = [c.name for c in runs.columns]
+_ALIKE_MIN = 4
+"""Runs given the same change at once from which one UPDATE for all pays off."""
+# Rows of ``select(runs)`` are built positionally, which is several times
+# faster than by name; that needs the dataclass to list the columns in order.
+assert _RUN_COLUMNS == [f.name for f in fields(Run)], "Run's fields must follow the runs table's columns"
 
 
 def _run(row: Any) -> Run:
+    if len(row) == len(_RUN_COLUMNS) and row._fields[0] == "id":
+        return Run(*row)
     return Run(**{name: row._mapping[name] for name in _RUN_COLUMNS})
 
 
@@ -308,34 +315,52 @@ class Store:
     def create_runs(self, specs: Sequence[dict[str, Any]], *, now: datetime) -> list[int | None]:
         """Insert several runs in one transaction; slot runs already present are
         left alone (their position in the result is ``None``)."""
-        out: list[int | None] = []
-        evs: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        for spec in specs:
+            values = dict(spec)
+            is_slot = values.pop("slot", False)
+            params = values.pop("params", None)
+            values.update(
+                created_at=now,
+                updated_at=now,
+                slot_key=slot_key(values["job"], values["scheduled_for"]) if is_slot else None,
+                params=json.dumps(params, sort_keys=True) if params else None,
+            )
+            values.setdefault("admitted", True)
+            values.setdefault("catchup", False)
+            values.setdefault("attempt", 1)
+            values.setdefault("not_before", None)
+            values.setdefault("reason", None)
+            values.setdefault("message", None)
+            if values.get("state") in t.FINAL_STATES and values.get("ended_at") is None:
+                values["ended_at"] = now
+            rows.append(values)
+        # Rows with the same columns are inserted with one statement (many
+        # VALUES, RETURNING the ids); a slot row already present is left alone.
+        groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
+        for index, values in enumerate(rows):
+            groups.setdefault((tuple(sorted(values)), values["slot_key"] is not None), []).append(index)
+        out: list[int | None] = [None] * len(rows)
         with self._tx() as conn:
-            for spec in specs:
-                values = dict(spec)
-                is_slot = values.pop("slot", False)
-                params = values.pop("params", None)
-                values.update(
-                    created_at=now,
-                    updated_at=now,
-                    slot_key=slot_key(values["job"], values["scheduled_for"]) if is_slot else None,
-                    params=json.dumps(params, sort_keys=True) if params else None,
+            for (keys, on_slot), members in groups.items():
+                params_list = [{f"v_{k}": rows[i][k] for k in keys} for i in members]
+                if on_slot:
+                    got = {key: int(rid) for rid, key in conn.execute(self._insert_stmt(keys, True), params_list)}
+                    for i in members:
+                        # A slot listed twice: only its first row was inserted.
+                        out[i] = got.pop(rows[i]["slot_key"], None)
+                else:
+                    result = conn.execute(self._insert_stmt(keys, False), params_list)
+                    for i, row in zip(members, result):
+                        out[i] = int(row[0])
+            evs = [
+                event_row(
+                    "run.created", values["job"], out[i], None, values["state"],
+                    values.get("reason"), values.get("message"), now,
                 )
-                values.setdefault("admitted", True)
-                values.setdefault("catchup", False)
-                values.setdefault("attempt", 1)
-                if values.get("state") in t.FINAL_STATES and values.get("ended_at") is None:
-                    values["ended_at"] = now
-                stmt = self._insert_stmt(tuple(sorted(values)), bool(is_slot))
-                row = conn.execute(stmt, {f"v_{k}": v for k, v in values.items()}).first()
-                out.append(None if row is None else int(row[0]))
-                if row is not None:
-                    evs.append(
-                        event_row(
-                            "run.created", values["job"], int(row[0]), None, values["state"],
-                            values.get("reason"), values.get("message"), now,
-                        )
-                    )
+                for i, values in enumerate(rows)
+                if out[i] is not None
+            ]
             self._append_events(conn, evs)
         return out
 
@@ -345,8 +370,9 @@ class Store:
         # statement costs far more than executing it.
         stmt = self._insert(runs).values({k: sa.bindparam(f"v_{k}", type_=runs.c[k].type) for k in keys})
         if on_slot:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["slot_key"])
-        return stmt.returning(runs.c.id)
+            # Matched to their rows by slot key, which is unique: no order needed.
+            return stmt.on_conflict_do_nothing(index_elements=["slot_key"]).returning(runs.c.id, runs.c.slot_key)
+        return stmt.returning(runs.c.id, sort_by_parameter_order=True)
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
@@ -403,9 +429,13 @@ class Store:
         # matches nothing and the run is read again, so the old state recorded
         # is always the one this UPDATE replaced.
         current = {r.id: (r.job, r.state) for r in conn.execute(_RUN_STATES, {"ids": [c[0] for c in changes]})}
-        results: list[bool] = []
         evs: list[dict[str, Any]] = []
-        for run_id, to_state, values in changes:
+        done = self._transition_alike(conn, changes, current, evs, now=now, allowed=allowed)
+        results: list[bool] = []
+        for index, (run_id, to_state, values) in enumerate(changes):
+            if index in done:
+                results.append(done[index])
+                continue
             update = dict(values, state=to_state, updated_at=now)
             if to_state in t.FINAL_STATES and "ended_at" not in update:
                 update["ended_at"] = now
@@ -432,6 +462,76 @@ class Store:
             results.append(won)
         self._append_events(conn, evs)
         return results
+
+    def _transition_alike(
+        self,
+        conn: Connection,
+        changes: Sequence[tuple[int, str, dict[str, Any]]],
+        current: dict[int, tuple[str, str]],
+        evs: list[dict[str, Any]],
+        *,
+        now: datetime,
+        allowed: tuple[str, ...],
+    ) -> dict[int, bool]:
+        """The fast path of _transition_in: runs given the same state and values
+        (a claim of many runs) change with one UPDATE per state they leave,
+        still conditional on that state, instead of one UPDATE each. Returns
+        {index in changes: won} for the changes it settled; runs it did not
+        win are left to the one-by-one path, which reads them again."""
+        if len(changes) < _ALIKE_MIN or len({c[0] for c in changes}) != len(changes):
+            return {}
+        groups: dict[tuple[str, tuple[tuple[str, Any], ...]], list[int]] = {}
+        for index, (_, to_state, values) in enumerate(changes):
+            try:
+                key = (to_state, tuple(sorted(values.items())))
+                hash(key)
+            except TypeError:
+                continue
+            groups.setdefault(key, []).append(index)
+        done: dict[int, bool] = {}
+        for (to_state, items), members in groups.items():
+            if len(members) < _ALIKE_MIN:
+                continue
+            update = dict(items, state=to_state, updated_at=now)
+            if to_state in t.FINAL_STATES and "ended_at" not in update:
+                update["ended_at"] = now
+            params = {f"v_{k}": v for k, v in update.items()}
+            by_old: dict[str, list[int]] = {}
+            for index in members:
+                seen = current.get(changes[index][0])
+                if seen is None or seen[1] not in allowed:
+                    done[index] = False
+                else:
+                    by_old.setdefault(seen[1], []).append(index)
+            for old, indexes in by_old.items():
+                stmt = self._bulk_update_stmt(tuple(sorted(update)), old)
+                ids = [changes[i][0] for i in indexes]
+                won = {row[0] for row in conn.execute(stmt, dict(params, w_ids=ids))}
+                for index in indexes:
+                    run_id = changes[index][0]
+                    if run_id not in won:
+                        continue
+                    done[index] = True
+                    job = current[run_id][0]
+                    current[run_id] = (job, to_state)
+                    if old != to_state:
+                        evs.append(
+                            event_row(
+                                "run.transition", job, run_id, old, to_state,
+                                update.get("reason"), update.get("message"), now,
+                            )
+                        )
+        return done
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _bulk_update_stmt(keys: tuple[str, ...], expect: str) -> Any:
+        return (
+            runs.update()
+            .where(runs.c.id.in_(sa.bindparam("w_ids", expanding=True)), runs.c.state == expect)
+            .values({k: sa.bindparam(f"v_{k}", type_=runs.c[k].type) for k in keys})
+            .returning(runs.c.id)
+        )
 
     def update_run(self, run_id: int, *, now: datetime, **values: Any) -> bool:
         """Change fields of a run without changing its state (pid, log figures, admission)."""

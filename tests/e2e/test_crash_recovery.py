@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import psutil
 import pytest
 
 from corral.store import open_store
@@ -21,6 +22,8 @@ jobs:
   survivor:
     run: "sleep 4; echo done; exit 3"
   victim:
+    run: "sleep 60"
+  vanished:
     run: "sleep 60"
     retries: {attempts: 1, backoff: 0s}
 """
@@ -37,14 +40,38 @@ def test_runs_survive_a_kill_9_and_are_adopted_or_marked_lost(tmp_path: Path) ->
     try:
         store_url = f"sqlite:///{tmp_path / '.corral' / 'corral.db'}"
         wait_for(lambda: (tmp_path / ".corral" / "corral.db").exists(), what="store created")
+
+        # 1. Everything is gone after a crash (as after a reboot): corral, the
+        # spawner that was the job's parent, and the job. No exit status
+        # anywhere, so the run is lost, and retried.
+        vanished = json.loads(run_cli(path, "trigger", "vanished", "--json").stdout)["id"]
+        wait_for(lambda: _run(path, vanished)["pid"], what="run started")
+        job = psutil.Process(_run(path, vanished)["pid"])
+        spawner = job.parent()
+        assert spawner is not None and "spawner" in " ".join(spawner.cmdline())
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait(timeout=10)
+        spawner.kill()
+        spawner.wait(timeout=10)
+        os.killpg(job.pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(job.pid), what="job gone")
+        up = start_corral_up(path, log)
+        lost = wait_for(lambda: (r := _run(path, vanished))["state"] in t.FINAL_STATES and r, what="lost recorded")
+        assert lost["state"] == "lost" and lost["reason"] == "lost"
+        store = open_store(store_url)
+        retries = [r for r in store.list_runs(job="vanished") if r.retry_of == vanished]
+        store.close()
+        assert retries and retries[0].attempt == 2  # retries: 1
+        run_cli(path, "cancel", str(retries[0].id))
+
+        # 2. Only corral dies. The jobs keep running under their spawner; one
+        # of them is killed while nobody watches.
         survivor = json.loads(run_cli(path, "trigger", "survivor", "--json").stdout)["id"]
         victim = json.loads(run_cli(path, "trigger", "victim", "--json").stdout)["id"]
         wait_for(lambda: _run(path, survivor)["pid"] and _run(path, victim)["pid"], what="both runs started")
         s_pid, v_pid = _run(path, survivor)["pid"], _run(path, victim)["pid"]
-
         os.kill(up.pid, signal.SIGKILL)
         up.wait(timeout=10)
-        # The jobs keep running without corral; one of them dies while nobody watches.
         assert pid_alive(s_pid)
         os.killpg(_run(path, victim)["pgid"], signal.SIGKILL)
         wait_for(lambda: not pid_alive(v_pid), what="victim gone")
@@ -53,16 +80,13 @@ def test_runs_survive_a_kill_9_and_are_adopted_or_marked_lost(tmp_path: Path) ->
         done = wait_for(
             lambda: (r := _run(path, survivor))["state"] in t.FINAL_STATES and r, timeout=30, what="survivor recorded"
         )
+        # Adopted while alive, and its real exit code recorded when it ended.
         assert done["state"] == "failed" and done["exit_code"] == 3
         assert "adopted" in done["message"]
-        lost = _run(path, victim)
-        # Killed with its wrapper while nobody watched: no exit status anywhere, so lost.
-        assert lost["state"] == "lost" and lost["reason"] == "lost"
-        # retries: 1 -> a new attempt was created for the lost run
-        store = open_store(store_url)
-        retries = [r for r in store.list_runs(job="victim") if r.retry_of == victim]
-        store.close()
-        assert retries and retries[0].attempt == 2
+        # Ended while corral was down: its spawner wrote down how.
+        killed = wait_for(lambda: (r := _run(path, victim))["state"] in t.FINAL_STATES and r, what="victim recorded")
+        assert killed["state"] == "failed" and killed["reason"] == "signal", killed
+        assert "SIGKILL" in killed["message"]
         logs = run_cli(path, "logs", str(survivor)).stdout
         assert "done" in logs
     finally:

@@ -58,6 +58,34 @@ def test_exactly_one_claimer_wins(store: Store) -> None:
     assert store.get_run(rid).state == t.RUNNING
 
 
+def test_many_claimers_of_many_runs_each_win_a_run_exactly_once(store: Store) -> None:
+    # claim_many changes runs given the same values with one UPDATE per
+    # state they leave; it must stay exact under competition.
+    ids = [store.create_run(job="a", state="pending", trigger="manual", scheduled_for=T0, now=T0) for _ in range(40)]
+    store.transition(ids[0], t.CANCELLED, now=T0, expect=(t.PENDING,))  # no longer claimable
+    won: dict[str, list[int]] = {}
+    barrier = threading.Barrier(3)
+
+    def claim(node: str) -> None:
+        barrier.wait()
+        won[node] = store.claim_many(ids, node=node, now=T0)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=claim, args=(f"n{i}",)) for i in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    claimed = sorted(i for got in won.values() for i in got)
+    assert claimed == sorted(ids[1:])  # type: ignore[type-var]
+    runs = store.get_runs(ids)  # type: ignore[arg-type]
+    for node, got in won.items():
+        assert all(runs[i].state == t.RUNNING and runs[i].node == node for i in got)
+    store.publish_events(now=T0)
+    moves = [e for e in store.events_after(0, limit=1000) if e.new_state == t.RUNNING]
+    assert sorted(e.run_id for e in moves) == claimed  # one event per claimed run, none for losers
+    assert all(e.old_state == t.PENDING for e in moves)
+
+
 def test_a_final_run_never_changes_again(store: Store) -> None:
     rid = store.create_run(job="a", state="pending", trigger="manual", scheduled_for=T0, now=T0)
     assert rid is not None
