@@ -146,6 +146,53 @@ def test_it_reports_death_by_signal(runs: Runs) -> None:
     assert outcome.signal == signal.SIGKILL
 
 
+def test_an_exit_code_above_128_is_an_exit_code_not_a_signal(runs: Runs) -> None:
+    # The spawner reads the real status with wait4; only exit files written
+    # for a corral that was down use the shell's 128 + N convention.
+    outcome = runs.run_sh("exit 130")
+    assert (outcome.exit_code, outcome.signal) == (130, None)
+
+
+def test_a_script_without_a_shebang_line_runs_with_the_shell(runs: Runs, tmp_path: Path) -> None:
+    script = tmp_path / "plain"
+    script.write_text("echo plain script $1\nexit 4\n")
+    script.chmod(0o755)
+    started = runs.start((str(script), "arg"))
+    assert runs.outcome(started.run_id).exit_code == 4
+    assert runs.log(started.run_id) == "plain script arg\n"
+
+
+def test_the_job_is_the_child_of_a_spawner_not_of_corral(runs: Runs) -> None:
+    started = runs.start(("/bin/sleep", "0.5"))
+    parent = psutil.Process(started.pid).parent()
+    assert parent is not None and parent.pid != os.getpid()
+    assert parent.cmdline()[-2].endswith("corral/spawner.py")
+    assert psutil.Process(started.pid).cmdline() == ["/bin/sleep", "0.5"]  # no wrapper around it
+    assert runs.outcome(started.run_id).exit_code == 0
+
+
+def test_a_burst_is_split_over_the_spawners(runs: Runs) -> None:
+    launches = [runs.launch_spec(("/bin/sleep", "1")) for _ in range(24)]
+    results = runs.supervisor.launch_many(launches)
+    assert all(isinstance(r, executor.Started) for r in results)
+    parents = {psutil.Process(r.pid).ppid() for r in results}  # type: ignore[union-attr]
+    assert len(parents) == executor.LANES
+    assert runs.supervisor.wait_idle(15)
+    assert all(runs.outcomes[r.run_id].exit_code == 0 for r in results)
+
+
+def test_idle_spawners_are_stopped_and_started_again_when_needed(
+    runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor, "LANE_IDLE", 0.3)
+    first = runs.start(("/bin/true",))
+    spawner = psutil.Process(first.pid).parent()
+    assert spawner is not None
+    assert runs.outcome(first.run_id).exit_code == 0
+    assert eventually(lambda: not spawner.is_running() or spawner.status() == psutil.STATUS_ZOMBIE)
+    assert runs.run(("/bin/true",)).exit_code == 0  # a new spawner
+
+
 def test_on_exit_is_called_once_per_run(runs: Runs) -> None:
     ids = [runs.sh("exit 0").run_id for _ in range(5)]
     assert runs.supervisor.wait_idle(10)
