@@ -238,25 +238,91 @@ def _env_marker(environ: Iterable[bytes]) -> frozenset[bytes] | None:
     return None
 
 
-class _Table:
-    """One snapshot of every process on the host, indexed for tree walks."""
+def _task_children(pid: int) -> list[int] | None:
+    """Children of every thread of ``pid`` ([] if it is gone); None if the kernel cannot tell (no CONFIG_PROC_CHILDREN)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for tid in tasks:
+        try:
+            fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if os.path.isdir(f"/proc/{pid}/task/{tid}"):
+                return None
+            continue
+        except OSError:
+            continue
+        try:
+            data = b""
+            while chunk := os.read(fd, 65536):
+                data += chunk
+        except OSError:
+            data = b""
+        finally:
+            os.close(fd)
+        found.extend(int(word) for word in data.split())
+    return found
 
-    def __init__(self) -> None:
+
+class _Table:
+    """One snapshot of processes, indexed for tree walks.
+
+    Without ``roots``: every process on the host. With ``roots``: only those
+    processes and their descendants. The spawners are child subreapers
+    (see :mod:`corral.spawner`), so everything a job leaves behind, even a
+    process that called ``setsid`` and lost its parent, stays below the
+    job's spawner: the spawners' subtrees hold every process of every run,
+    and are usually far smaller than the host's process list."""
+
+    def __init__(self, roots: Iterable[int] | None = None) -> None:
         self.procs: dict[int, _Proc] = {}
         self.children: dict[int, list[int]] = {}
         self.by_group: dict[int, list[int]] = {}
         self._environ: dict[int, frozenset[bytes]] = {}
+        if roots is not None and self._walk(roots):
+            return
+        self.procs.clear()
         for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            proc = _read_proc(int(name))
-            if proc is None:
-                continue
-            self.procs[proc.pid] = proc
-            self.children.setdefault(proc.ppid, []).append(proc.pid)
-            self.by_group.setdefault(proc.pgid, []).append(proc.pid)
-            if proc.sid != proc.pgid:
-                self.by_group.setdefault(proc.sid, []).append(proc.pid)
+            if name.isdigit():
+                self._add(_read_proc(int(name)))
+
+    def _add(self, proc: _Proc | None) -> None:
+        if proc is None or proc.pid in self.procs:
+            return
+        self.procs[proc.pid] = proc
+        self.children.setdefault(proc.ppid, []).append(proc.pid)
+        self.by_group.setdefault(proc.pgid, []).append(proc.pid)
+        if proc.sid != proc.pgid:
+            self.by_group.setdefault(proc.sid, []).append(proc.pid)
+
+    def _walk(self, roots: Iterable[int]) -> bool:
+        """False if the subtrees cannot be listed (then the caller scans everything)."""
+        roots = list(roots)
+        if not roots or any(_read_proc(pid) is None for pid in roots):
+            return False  # a spawner is gone: its orphans went elsewhere
+        todo = list(roots)
+        for _ in range(3):
+            while todo:
+                pid = todo.pop()
+                if pid in self.procs:
+                    continue
+                proc = _read_proc(pid)
+                if proc is None:
+                    continue
+                kids = _task_children(pid)
+                if kids is None:
+                    return False
+                self._add(proc)
+                todo.extend(kids)
+            # A process that ended during the walk handed its children to the
+            # spawner after the spawner's list was read: look once more.
+            for pid in roots:
+                todo.extend(kid for kid in _task_children(pid) or () if kid not in self.procs)
+            if not todo:
+                break
+        return True
 
     def environ(self, pid: int) -> frozenset[bytes]:
         if pid not in self._environ:
@@ -270,6 +336,7 @@ class _Table:
         pgid: int,
         known: Mapping[int, int],
         marker: frozenset[bytes] | None = None,
+        candidates: Iterable[_Proc] | None = None,
     ) -> dict[int, _Proc]:
         """Live processes that belong to a run, its root excluded.
 
@@ -278,6 +345,8 @@ class _Table:
         start ticks, which catches processes that left with ``setsid`` and
         were reparented), or carries the run's environment ``marker``; and
         so do all of its descendants. Nothing older than the root belongs.
+        ``candidates``: the only processes that may need the marker to be
+        found (default: all).
         """
         me = os.getpid()
         seeds: list[int] = []
@@ -296,7 +365,7 @@ class _Table:
             if proc is not None and proc.start_ticks == ticks:
                 seeds.append(pid)
         if marker:
-            for proc in self.procs.values():
+            for proc in self.procs.values() if candidates is None else candidates:
                 if proc.start_ticks >= root_ticks and proc.state != "Z" and proc.pid not in (root_pid, me):
                     if marker <= self.environ(proc.pid):
                         seeds.append(proc.pid)
@@ -692,14 +761,28 @@ class _Lane:
         self.sock = ours
         self.lock = threading.Lock()
         self.broken = False
+        self._greeted = False
+        self.subreaper = False
+        """Whether the spawner became a child subreaper; read with its first message."""
 
     def send(self, message: object) -> None:
         data = marshal.dumps(message)
         self.sock.sendall(_FRAME.pack(len(data)) + data)
 
     def receive(self) -> object:
+        if not self._greeted:
+            self._greeted = True
+            _, self.subreaper = self._frame()  # type: ignore[misc]
+        return self._frame()
+
+    def _frame(self) -> object:
         header = self._exact(_FRAME.size)
         return marshal.loads(self._exact(_FRAME.unpack(header)[0]))
+
+    @property
+    def tree_root(self) -> int | None:
+        """The pid below which all processes of this lane's runs are (None if unknown)."""
+        return self.proc.pid if self.subreaper and not self.broken else None
 
     def _exact(self, n: int) -> bytes:
         buf = bytearray()
@@ -781,6 +864,8 @@ class _Run:
         self.run_id = run_id
         self.lane = lane
         """The spawner that is this run's parent; None for an adopted run."""
+        self.tree = lane.tree_root if lane is not None else None
+        """A pid whose subtree holds every process of this run, if one is known (see _Table)."""
         self.pid = pid
         self.pgid = pgid
         self.start_time = start_time
@@ -1326,8 +1411,13 @@ class Supervisor:
         """Record how each main process ended and go after what it left behind."""
         # One scan for all of them, taken before our children are reaped: an
         # unreaped leader keeps its group and session ids from being reused.
-        table = _Table()
-        leftovers = {run.run_id: table.members(run.pid, run.start_ticks, run.pgid, run.known, run.marker) for run in runs}
+        roots = self._roots(runs)
+        table = _Table(roots)
+        escapees = self._escapees(table, roots)
+        leftovers = {
+            run.run_id: table.members(run.pid, run.start_ticks, run.pgid, run.known, run.marker, escapees)
+            for run in runs
+        }
         with self._lock:
             for run in runs:
                 # Before the pidfd is closed: stop() only signals "running" runs.
@@ -1386,12 +1476,35 @@ class Supervisor:
         os.close(run.pidfd)
         run.pidfd = -1
 
+    def _roots(self, runs: Iterable[_Run]) -> set[int] | None:
+        """Subtrees that hold every process of these runs; None: scan the whole host."""
+        roots: set[int] = set()
+        for run in runs:
+            if run.tree is None:
+                return None
+            roots.add(run.tree)
+        return roots
+
+    def _escapees(self, table: _Table, roots: set[int] | None) -> list[_Proc] | None:
+        """Processes that only a run's environment marker can tie to it.
+
+        Below a spawner, a process that left its run's tree and session was
+        reparented to the spawner, so only the spawner's children that are not
+        runs themselves need their environment read; without known subtrees,
+        every process may."""
+        if roots is None:
+            return None
+        with self._lock:
+            runs = {run.pid for run in self._runs.values()}
+        return [proc for proc in table.procs.values() if proc.ppid in roots and proc.pid not in runs]
+
     def _kill_orphans(self, run: _Run) -> None:
         """The grace is over: SIGKILL every leftover, including any forked since."""
-        table = _Table()
+        roots = self._roots([run])
+        table = _Table(roots)
         known = {pid: ticks for pid, (ticks, _) in run.orphans.items()}
         known.update(run.known)
-        for proc in table.members(run.pid, run.start_ticks, run.pgid, known, run.marker).values():
+        for proc in table.members(run.pid, run.start_ticks, run.pgid, known, run.marker, self._escapees(table, roots)).values():
             if proc.pid in run.orphans:
                 continue
             try:
@@ -1415,7 +1528,7 @@ class Supervisor:
             runs = [run for run in self._runs.values() if run.phase == "running"]
         if not runs:
             return
-        table = _Table()
+        table = _Table(self._roots(runs))
         for run in runs:
             members = table.members(run.pid, run.start_ticks, run.pgid, run.known)
             tree = list(members.values())

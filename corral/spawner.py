@@ -32,9 +32,17 @@ pair. Requests:
     ``("reaped", [(pid, exit_code, signal, user_cpu, system_cpu, maxrss_kib),
     ...])``; exit_code and signal are None for a pid that is not our child.
 
+Before any request, the spawner sends ``("ready", subreaper)``: whether it
+became a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``). As one, it
+inherits every orphan its jobs leave behind, even one that called ``setsid``,
+so the main process finds a run's leftovers in the spawner's subtree instead
+of scanning every process on the host. Orphans that end are reaped after each
+request and every few seconds.
+
 End of file on the socket (the main process closed it or died): reap every
-remaining child as it ends, writing its exit file before reaping it (so
-"the process is gone" implies "its exit file is written"), then exit.
+remaining child as it ends, writing a job's exit file before reaping it (so
+"the process is gone" implies "its exit file is written"), then exit once no
+child is left.
 
 Exit files hold one line, a shell-style status: the exit code, or 128 + N
 for a process killed by signal N (see :func:`corral.executor.read_exit_file`).
@@ -44,6 +52,7 @@ import errno
 import marshal
 import os
 import resource
+import select
 import signal
 import struct
 import sys
@@ -59,6 +68,9 @@ _RESET_SIGNALS = (
     signal.SIGTERM,
 )
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_PR_SET_CHILD_SUBREAPER = 36
+STRAY_CHECK = 5.0
+"""Seconds between looks for ended orphans while no request comes."""
 
 
 def _shell_status(exit_code, sig):
@@ -182,9 +194,27 @@ class Spawner:
         maxrss = usage.ru_maxrss if usage.ru_maxrss > own else 0
         return (pid, exit_code, sig, usage.ru_utime, usage.ru_stime, maxrss)
 
-    def serve(self):
+    def reap_strays(self):
+        """Reap orphans of jobs that ended (children that are not jobs)."""
+        me = os.getpid()
+        try:
+            with open(f"/proc/{me}/task/{me}/children", "rb") as f:
+                kids = [int(word) for word in f.read().split()]
+        except OSError:
+            return
+        for pid in kids:
+            if pid not in self.exit_paths:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+    def serve(self, subreaper):
+        self.reply(("ready", subreaper))
         while True:
             try:
+                while not select.select([self.fd], [], [], STRAY_CHECK)[0]:
+                    self.reap_strays()
                 message = self.receive()
             except OSError:
                 message = None
@@ -201,6 +231,8 @@ class Spawner:
                 self.reply(answer)
             except OSError:
                 break
+            if kind == "reap":
+                self.reap_strays()
         os.close(self.fd)
         self.drain()
 
@@ -229,14 +261,25 @@ class Spawner:
                 pass
 
 
+def _become_subreaper():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv):
     fd = int(argv[1])
     os.set_inheritable(fd, False)
+    subreaper = _become_subreaper()
     # Terminal signals are for the main process, which drains and stops the
     # jobs; the spawner must stay to reap them.
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
-    Spawner(fd).serve()
+    Spawner(fd).serve(subreaper)
     return 0
 
 

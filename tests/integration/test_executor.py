@@ -181,6 +181,21 @@ def test_a_burst_is_split_over_the_spawners(runs: Runs) -> None:
     assert all(runs.outcomes[r.run_id].exit_code == 0 for r in results)
 
 
+def test_leftovers_are_found_below_the_spawner_without_scanning_the_host(runs: Runs, tmp_path: Path) -> None:
+    # A daemon that double-forks and leaves the run's session: the spawner
+    # (a child subreaper) inherits it, so the run's subtree still holds it.
+    pids = tmp_path / "pids"
+    started = runs.sh(f"(setsid sh -c 'sleep 300 & echo $! > {pids}' &); sleep 0.3; exit 0")
+    (daemon,) = read_pids(pids, 1)
+    spawner = psutil.Process(started.pid).ppid()
+    assert psutil.Process(daemon).ppid() == spawner  # the spawner adopted it
+    below = executor._Table([spawner]).procs
+    assert {started.pid, daemon} <= set(below) and os.getpid() not in below
+    outcome = runs.outcome(started.run_id)
+    assert outcome.exit_code == 0 and outcome.orphans_killed >= 1
+    assert eventually(lambda: gone(daemon))
+
+
 def test_idle_spawners_are_stopped_and_started_again_when_needed(
     runs: Runs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,7 +204,7 @@ def test_idle_spawners_are_stopped_and_started_again_when_needed(
     spawner = psutil.Process(first.pid).parent()
     assert spawner is not None
     assert runs.outcome(first.run_id).exit_code == 0
-    assert eventually(lambda: not spawner.is_running() or spawner.status() == psutil.STATUS_ZOMBIE)
+    assert eventually(lambda: gone(spawner.pid))
     assert runs.run(("/bin/true",)).exit_code == 0  # a new spawner
 
 
