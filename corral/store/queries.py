@@ -86,6 +86,18 @@ class Run:
 
 
 _RUN_COLUMNS = [c.name for c in runs.columns]
+def _moved(
+    evs: list[dict[str, Any]], job: str, run_id: int, old: str, new: str, update: dict[str, Any], now: datetime
+) -> None:
+    """Add the event of a run's state change (none if the state stayed)."""
+    if old != new:
+        evs.append(event_row("run.transition", job, run_id, old, new, update.get("reason"), update.get("message"), now))
+
+
+class _Contended(Exception):
+    """A batched state change found a run changed by another writer (see transition_many)."""
+
+
 _ALIKE_MIN = 4
 """Runs given the same change at once from which one UPDATE for all pays off."""
 # Rows of ``select(runs)`` are built positionally, which is several times
@@ -412,8 +424,15 @@ class Store:
                 raise ValueError(f"unknown run state {to_state!r}")
         if not changes:
             return []
-        with self._tx() as conn:
-            return self._transition_in(conn, changes, now=now, allowed=allowed)
+        try:
+            with self._tx() as conn:
+                return self._transition_in(conn, changes, now=now, allowed=allowed, batched=True)
+        except _Contended:
+            # Another writer changed some of these runs between our read and
+            # our write: the whole transaction was rolled back; redo it one
+            # run at a time, which settles each run exactly.
+            with self._tx() as conn:
+                return self._transition_in(conn, changes, now=now, allowed=allowed, batched=False)
 
     def _transition_in(
         self,
@@ -422,6 +441,7 @@ class Store:
         *,
         now: datetime,
         allowed: tuple[str, ...],
+        batched: bool = False,
     ) -> list[bool]:
         # The event needs the state each run leaves. It is read first, then the
         # UPDATE is made conditional on exactly that state: if another actor
@@ -430,7 +450,7 @@ class Store:
         # is always the one this UPDATE replaced.
         current = {r.id: (r.job, r.state) for r in conn.execute(_RUN_STATES, {"ids": [c[0] for c in changes]})}
         evs: list[dict[str, Any]] = []
-        done = self._transition_alike(conn, changes, current, evs, now=now, allowed=allowed)
+        done = self._transition_alike(conn, changes, current, evs, now=now, allowed=allowed) if batched else {}
         results: list[bool] = []
         for index, (run_id, to_state, values) in enumerate(changes):
             if index in done:
@@ -450,13 +470,7 @@ class Store:
                 if conn.execute(self._update_stmt(keys, (seen[1],)), params).rowcount == 1:
                     won = True
                     current[run_id] = (seen[0], to_state)
-                    if seen[1] != to_state:
-                        evs.append(
-                            event_row(
-                                "run.transition", seen[0], run_id, seen[1], to_state,
-                                update.get("reason"), update.get("message"), now,
-                            )
-                        )
+                    _moved(evs, seen[0], run_id, seen[1], to_state, update, now)
                     break
                 current.update((r.id, (r.job, r.state)) for r in conn.execute(_RUN_STATES, {"ids": [run_id]}))
             results.append(won)
@@ -514,14 +528,61 @@ class Store:
                     done[index] = True
                     job = current[run_id][0]
                     current[run_id] = (job, to_state)
-                    if old != to_state:
-                        evs.append(
-                            event_row(
-                                "run.transition", job, run_id, old, to_state,
-                                update.get("reason"), update.get("message"), now,
-                            )
-                        )
+                    _moved(evs, job, run_id, old, to_state, update, now)
+        if self.engine.dialect.supports_sane_multi_rowcount:
+            self._transition_similar(conn, changes, current, evs, done, now=now, allowed=allowed)
         return done
+
+    def _transition_similar(
+        self,
+        conn: Connection,
+        changes: Sequence[tuple[int, str, dict[str, Any]]],
+        current: dict[int, tuple[str, str]],
+        evs: list[dict[str, Any]],
+        done: dict[int, bool],
+        *,
+        now: datetime,
+        allowed: tuple[str, ...],
+    ) -> None:
+        """Runs given the same state and the same fields (different values: the
+        end of many runs) leaving the same state change with one executemany.
+        Every row must match; if one does not, _Contended rolls the whole
+        transaction back (see transition_many)."""
+        groups: dict[tuple[str, tuple[str, ...], str], list[int]] = {}
+        for index, (run_id, to_state, values) in enumerate(changes):
+            seen = current.get(run_id)
+            if index in done or seen is None or seen[1] not in allowed:
+                continue
+            groups.setdefault((to_state, tuple(sorted(values)), seen[1]), []).append(index)
+        for (to_state, _keys, old), members in groups.items():
+            if len(members) < _ALIKE_MIN:
+                continue
+            updates = []
+            for index in members:
+                update = dict(changes[index][2], state=to_state, updated_at=now)
+                if to_state in t.FINAL_STATES and "ended_at" not in update:
+                    update["ended_at"] = now
+                updates.append(update)
+            keys = tuple(sorted(updates[0]))
+            params = [dict({f"v_{k}": v for k, v in update.items()}, w_id=changes[i][0]) for i, update in zip(members, updates)]
+            if conn.execute(self._update_each_stmt(keys, old), params).rowcount != len(params):
+                raise _Contended
+            for index, update in zip(members, updates):
+                run_id = changes[index][0]
+                done[index] = True
+                job = current[run_id][0]
+                current[run_id] = (job, to_state)
+                _moved(evs, job, run_id, old, to_state, update, now)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _update_each_stmt(keys: tuple[str, ...], expect: str) -> Any:
+        """For executemany: no expanding IN, which executemany cannot take."""
+        return (
+            runs.update()
+            .where(runs.c.id == sa.bindparam("w_id", type_=runs.c.id.type), runs.c.state == expect)
+            .values({k: sa.bindparam(f"v_{k}", type_=runs.c[k].type) for k in keys})
+        )
 
     @staticmethod
     @functools.lru_cache(maxsize=64)

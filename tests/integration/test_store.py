@@ -6,6 +6,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import event as sa_event
 
 from corral import errors
 from corral.store import Store, open_store
@@ -84,6 +85,38 @@ def test_many_claimers_of_many_runs_each_win_a_run_exactly_once(store: Store) ->
     moves = [e for e in store.events_after(0, limit=1000) if e.new_state == t.RUNNING]
     assert sorted(e.run_id for e in moves) == claimed  # one event per claimed run, none for losers
     assert all(e.old_state == t.PENDING for e in moves)
+
+
+def test_ending_many_runs_stays_exact_when_another_writer_gets_in_between(store: Store, store_url: str) -> None:
+    # Ending many runs is one executemany; if another writer (here: another
+    # node marking one of them lost) changes a run between our read and our
+    # write, the batch is rolled back and redone run by run.
+    ids = [store.create_run(job="a", state="pending", trigger="manual", scheduled_for=T0, now=T0) for _ in range(6)]
+    assert store.claim_many(ids, node="n", now=T0) == ids  # type: ignore[arg-type]
+    other = open_store(store_url, migrate=False)
+    interfered: list[int] = []
+
+    def meddle(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if executemany and statement.startswith("UPDATE runs") and not interfered:
+            interfered.append(ids[2])  # type: ignore[arg-type]
+            other.transition(ids[2], t.LOST, now=T0, expect=(t.RUNNING,), reason="lost")  # type: ignore[arg-type]
+
+    sa_event.listen(store.engine, "before_cursor_execute", meddle)
+    try:
+        ends = [(i, t.FAILED, {"exit_code": n, "reason": "exit_code"}) for n, i in enumerate(ids)]
+        won = store.transition_many(ends, now=T0, expect=(t.RUNNING,))  # type: ignore[arg-type]
+    finally:
+        sa_event.remove(store.engine, "before_cursor_execute", meddle)
+        other.close()
+    assert interfered and won == [True, True, False, True, True, True]
+    runs = store.get_runs(ids)  # type: ignore[arg-type]
+    assert runs[ids[2]].state == t.LOST  # type: ignore[index]
+    assert [runs[i].exit_code for i in ids if i != ids[2]] == [0, 1, 3, 4, 5]  # type: ignore[index]
+    store.publish_events(now=T0)
+    finals = [e for e in store.events_after(0, limit=1000) if e.new_state in (t.FAILED, t.LOST)]
+    assert sorted((e.run_id, e.new_state) for e in finals) == sorted(
+        [(i, t.FAILED) for i in ids if i != ids[2]] + [(ids[2], t.LOST)]
+    )
 
 
 def test_a_final_run_never_changes_again(store: Store) -> None:
