@@ -328,6 +328,8 @@ def _send_email(channel: Channel, body: dict[str, Any], *, timeout: float) -> No
         raise DeliveryError(f"channel {channel.name}: SMTP: {exc}", retryable=not permanent) from exc
 
 
+COALESCE = 0.3
+"""Seconds the notifier waits after being woken before it reads the new events."""
 IDLE_INTERVAL = 30.0
 """Seconds the delivery thread sleeps when nothing woke it."""
 
@@ -560,7 +562,10 @@ class Notifier:
             if not more and not stop.is_set():
                 # Woken by the engine when runs change; otherwise a slow tick
                 # for retries, overrun and missed checks keeps an idle corral idle.
-                self._wake.wait(interval)
+                if self._wake.wait(interval):
+                    # Woken by a change: let the rest of a burst arrive, so
+                    # one step handles the events of many runs.
+                    stop.wait(COALESCE)
                 self._wake.clear()
 
     def start_thread(self, clock: Any, *, interval: float = IDLE_INTERVAL) -> tuple[threading.Thread, threading.Event]:
