@@ -41,7 +41,7 @@ def plain_loop(count: int) -> float:
 
 def executor_loop(count: int, folder: Path) -> float:
     """The same commands through corral's Supervisor alone, one after another:
-    the per-process floor (wrapper shell, exit file, tree scan) without any store."""
+    the per-process floor (spawner round trips, leftover check, exit file) without any store."""
     import queue
 
     from corral import executor

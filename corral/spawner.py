@@ -104,6 +104,7 @@ class Spawner:
     def __init__(self, sock_fd):
         self.fd = sock_fd
         self.exit_paths = {}  # pid -> exit file path
+        self.unwritten = []  # (path, exit code, signal) of jobs reaped, written after the reply
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.home = os.getcwd()
 
@@ -187,7 +188,7 @@ class Spawner:
         exit_code, sig = (code, None) if code >= 0 else (None, -code)
         path = self.exit_paths.pop(pid, None)
         if path:
-            _write_exit_file(path, exit_code, sig)
+            self.unwritten.append((path, exit_code, sig))
         # A posix_spawn child's maxrss starts at our own high-water mark (the
         # memory it shared until exec): only a figure above it is the job's.
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -231,10 +232,20 @@ class Spawner:
                 self.reply(answer)
             except OSError:
                 break
+            finally:
+                # After the reply, off the path of whoever waits for it: the
+                # main process records these statuses itself; the files are
+                # for a main process that dies before it could.
+                self.write_exit_files()
             if kind == "reap":
                 self.reap_strays()
+        self.write_exit_files()
         os.close(self.fd)
         self.drain()
+
+    def write_exit_files(self):
+        while self.unwritten:
+            _write_exit_file(*self.unwritten.pop())
 
     def drain(self):
         """The main process is gone: record and reap every child as it ends."""

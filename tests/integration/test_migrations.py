@@ -20,3 +20,29 @@ def test_migrating_an_empty_database_matches_the_declared_tables(store_url: str)
         assert diff == []
     finally:
         store.close()
+
+
+def test_processes_starting_together_on_a_fresh_store_migrate_it_once(store_url: str) -> None:
+    # corral up and a CLI command started at the same moment both find no
+    # schema; one creates it, the other must then find it current.
+    import subprocess
+    import sys
+
+    import time
+
+    start = time.time() + 2.0  # all of them past their imports, then at once
+    script = (
+        "import sys, time; from corral.store import Store; from corral.store.migrate import upgrade; "
+        "s = Store(sys.argv[1]); time.sleep(max(0.0, float(sys.argv[2]) - time.time())); upgrade(s.engine)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, store_url, str(start)], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    results = [(proc.communicate(timeout=120)[1], proc.returncode) for proc in procs]
+    assert all(code == 0 for _, code in results), results
+    store = open_store(store_url, migrate=False)
+    try:
+        assert current_revision(store.engine) == HEAD
+    finally:
+        store.close()
