@@ -710,14 +710,17 @@ class Store:
         """Change fields (not the state) of several runs in one transaction."""
         if not changes:
             return
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for run_id, values in changes:
+            if "state" in values:
+                raise ValueError("use transition() to change a run's state")
+            update = dict(values, updated_at=now)
+            params = {f"v_{k}": v for k, v in update.items()}
+            params["w_id"] = run_id
+            groups.setdefault(tuple(sorted(update)), []).append(params)
         with self._tx() as conn:
-            for run_id, values in changes:
-                if "state" in values:
-                    raise ValueError("use transition() to change a run's state")
-                update = dict(values, updated_at=now)
-                params = {f"v_{k}": v for k, v in update.items()}
-                params["w_id"] = run_id
-                conn.execute(self._update_stmt(tuple(sorted(update)), None), params)
+            for keys, rows in groups.items():  # one executemany per set of fields
+                conn.execute(self._update_stmt(keys, None), rows)
 
     def in_flight(self, job: str) -> bool:
         """Whether the job has a pending or running run."""
