@@ -190,7 +190,12 @@ def corral_idle(n_jobs: int, seconds: float, tmp: Path) -> tuple[float, float]:
         c0 = sum(p.cpu_times()[:2])
         time.sleep(seconds)
         c1 = sum(p.cpu_times()[:2])
-        rss = p.memory_info().rss / 1048576
+        # The whole tree: corral up and any helper process it keeps (spawners
+        # start only when a slot is near, so an idle corral has none).
+        tree = [p, *p.children(recursive=True)]
+        rss = sum(q.memory_info().rss for q in tree) / 1048576
+        if len(tree) > 1:
+            print(f"  ({len(tree) - 1} child process(es) counted in the RSS)")
         return (c1 - c0) * 60 / seconds, rss
     finally:
         stop_up(proc)
