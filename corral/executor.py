@@ -1044,6 +1044,9 @@ class Supervisor:
 
     def _lanes_for(self, count: int) -> list[_Lane]:
         with self._lanes_lock:
+            for lane in self._lanes:
+                if lane.broken:
+                    lane.close(idle=False)  # reaped once it has exited
             self._lanes = [lane for lane in self._lanes if not lane.broken]
             want = 1 if count < _MIN_SPLIT else LANES
             while len(self._lanes) < want:

@@ -196,6 +196,21 @@ def test_leftovers_are_found_below_the_spawner_without_scanning_the_host(runs: R
     assert eventually(lambda: gone(daemon))
 
 
+def test_a_spawner_killed_under_a_running_job_costs_that_status_only(runs: Runs) -> None:
+    started = runs.start(("/bin/sleep", "0.5"))
+    spawner = psutil.Process(started.pid).parent()
+    assert spawner is not None
+    spawner.kill()
+    spawner.wait(5)
+    # The job goes on (init adopts it) and is still watched; nobody is left
+    # to read its status, so it ends as unknown rather than as a guess.
+    outcome = runs.outcome(started.run_id)
+    assert (outcome.exit_code, outcome.signal) == (None, None)
+    assert outcome.duration is not None and outcome.duration >= 0.4
+    # The next launch gets a new spawner.
+    assert runs.run(("/bin/sh", "-c", "exit 5")).exit_code == 5
+
+
 def test_idle_spawners_are_stopped_and_started_again_when_needed(
     runs: Runs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
