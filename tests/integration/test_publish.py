@@ -3,6 +3,7 @@ beside the final place, an atomic rename, and recovery after kill -9."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -408,3 +409,148 @@ def test_a_rerun_after_a_crash_between_rename_and_source_deletion_deletes_the_so
 
 def tree_of(files: dict[str, bytes]) -> dict[str, str]:
     return {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
+
+
+# -- large files: written to the disk while they are copied ----------------------------------
+
+
+@pytest.fixture
+def small_writeback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a 3 MB file "large": 256 KB copy calls and a 512 KB window, so a test
+    file goes through many chunks and many waits."""
+    monkeypatch.setattr(publish, "EARLY_WRITEBACK", 1 << 20)
+    monkeypatch.setattr(publish, "CHUNK", 256 << 10)
+    monkeypatch.setattr(publish, "WRITEBACK_WINDOW", 512 << 10)
+
+
+def _large_file(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(3 << 20) + b"tail")  # not a multiple of the chunk
+    return path
+
+
+WAIT = 1 | 4  # SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER
+
+
+def _spy_on_sync_file_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[tuple[int, int, int]]:
+    real = publish._sync_file_range
+    if real is None:
+        pytest.skip("no sync_file_range in this libc")
+    calls: list[tuple[int, int, int]] = []
+
+    def spy(fd: int, offset: int, n: int, flags: int) -> int:
+        calls.append((offset, n, flags))
+        return int(real(fd, offset, n, flags))
+
+    monkeypatch.setattr(publish, "_sync_file_range", spy)
+    return calls
+
+
+@pytest.mark.usefixtures("small_writeback")
+def test_a_large_file_is_flushed_chunk_by_chunk_and_never_runs_ahead_of_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _large_file(tmp_path / "staging" / "big.bin")
+    calls = _spy_on_sync_file_range(monkeypatch)
+    dropped: list[tuple[int, int]] = []
+    real_fadvise = publish._fadvise
+    assert real_fadvise is not None
+
+    def fadvise(fd: int, offset: int, n: int, advice: int) -> None:
+        dropped.append((offset, n))
+        real_fadvise(fd, offset, n, advice)
+
+    monkeypatch.setattr(publish, "_fadvise", fadvise)
+
+    result = publish.publish(src, tmp_path / "final" / "big.bin")
+
+    assert result.outcome == "published"
+    assert (tmp_path / "final" / "big.bin").read_bytes() == src.read_bytes()
+    started = [(o, n) for o, n, flags in calls if flags == 2]
+    waited = [(o, n) for o, n, flags in calls if flags & WAIT]
+    assert sum(n for _, n in started) == src.stat().st_size  # every byte, once
+    assert waited == started[: len(waited)] and len(waited) >= 8
+    # Only the last window is left for the fsync, and its pages go after it.
+    assert sum(n for _, n in started[len(waited) :]) <= publish.WRITEBACK_WINDOW
+    assert dropped == [*waited, (started[len(waited)][0], 0)]
+
+
+@pytest.mark.usefixtures("small_writeback")
+def test_a_sha256_check_keeps_the_copy_cached_instead_of_waiting_for_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _large_file(tmp_path / "staging" / "big.bin")
+    calls = _spy_on_sync_file_range(monkeypatch)
+
+    publish.publish(
+        src, tmp_path / "final" / "big.bin", verify=("count", "bytes", "sha256")
+    )
+
+    assert calls and all(flags == 2 for _, _, flags in calls)
+
+
+@pytest.mark.usefixtures("small_writeback")
+@pytest.mark.parametrize("missing", ["sync_file_range", "posix_fadvise"])
+def test_a_large_file_is_published_where_the_writeback_calls_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    src = _large_file(tmp_path / "staging" / "big.bin")
+    attr = "_sync_file_range" if missing == "sync_file_range" else "_fadvise"
+    monkeypatch.setattr(publish, attr, None)
+
+    result = publish.publish(src, tmp_path / "final" / "big.bin")
+
+    assert result.outcome == "published"
+    assert (tmp_path / "final" / "big.bin").read_bytes() == src.read_bytes()
+
+
+def _failing_sync_file_range(code: int, after: int = 0) -> object:
+    """A sync_file_range that works ``after`` times, then fails with ``code``."""
+    calls = [0]
+
+    def fail(fd: int, offset: int, n: int, flags: int) -> int:
+        calls[0] += 1
+        if calls[0] <= after:
+            return 0
+        ctypes.set_errno(code)
+        return -1
+
+    fail.calls = calls  # type: ignore[attr-defined]
+    return fail
+
+
+@pytest.mark.usefixtures("small_writeback")
+def test_a_filesystem_refusing_sync_file_range_falls_back_to_the_final_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _large_file(tmp_path / "staging" / "big.bin")
+    refuse = _failing_sync_file_range(errno.EINVAL)
+    monkeypatch.setattr(publish, "_sync_file_range", refuse)
+
+    result = publish.publish(src, tmp_path / "final" / "big.bin")
+
+    assert result.outcome == "published"
+    assert (tmp_path / "final" / "big.bin").read_bytes() == src.read_bytes()
+    assert refuse.calls == [1]  # type: ignore[attr-defined]  # asked once, then left alone
+
+
+@pytest.mark.usefixtures("small_writeback")
+def test_a_write_error_seen_while_flushing_fails_the_publish_and_leaves_dest_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel reports a failed write once per open file: sync_file_range
+    # consumes it, so the final fsync would succeed. It must not be ignored.
+    src = _large_file(tmp_path / "staging" / "big.bin")
+    dest = tmp_path / "final" / "big.bin"
+    monkeypatch.setattr(
+        publish, "_sync_file_range", _failing_sync_file_range(errno.EIO, after=3)
+    )
+
+    with pytest.raises(errors.PublishError) as caught:
+        publish.publish(src, dest)
+
+    assert "the disk reported an I/O error; check the device" in str(caught.value)
+    assert f"{dest.name}{publish.PARTIAL}" in str(caught.value)
+    assert not dest.exists()
