@@ -129,8 +129,11 @@ class Engine:
         ended, a CLI command woke us, slots were created, a retry's delay ran
         out, or the periodic store poll (for changes made from other machines)."""
         now = self.clock.now()
-        dirty = self._drain_outcomes(now)
-        changed = dirty  # runs changed state here or elsewhere: the notifier has work
+        drained = self._drain_outcomes(now)
+        changed = drained  # runs changed state here or elsewhere: the notifier has work
+        # Only the end of a run (not of a pipeline step) can let another run
+        # start; with a limit on processes, the end of a step can too.
+        dirty = drained and (self.worker.take_runs_ended() or self.cfg.settings.max_running is not None)
         if self._reload.is_set() or self._mtime() != self._config_mtime:
             self._reload.clear()
             self.reload()

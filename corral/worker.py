@@ -128,6 +128,7 @@ class Worker:
         self._catchup_running: set[int] = set()
         self.finished_jobs: set[str] = set()
         """Jobs with a run that ended since the engine last looked (for after_completion)."""
+        self._runs_ended = False
         self._base_env = dict(os.environ)
         self._pipelines: dict[int, _Pipeline] = {}
         """Pipeline runs in flight here, by run id."""
@@ -321,11 +322,18 @@ class Worker:
     def record(self, outcome: executor.Outcome, now: datetime) -> None:
         self.record_many([outcome], now)
 
+    def take_runs_ended(self) -> bool:
+        """Whether a run (not just a pipeline step) ended or failed to start since the last call."""
+        ended, self._runs_ended = self._runs_ended, False
+        return ended
+
     def record_many(self, outcomes: list[executor.Outcome], now: datetime) -> None:
         """Final states of finished processes, in one transaction, then retries
         and the release of queued runs."""
         if not outcomes:
             return
+        if any(o.run_id > 0 for o in outcomes):
+            self._runs_ended = True
         if any(o.run_id < 0 for o in outcomes):
             self._record_steps([o for o in outcomes if o.run_id < 0], now)
             outcomes = [o for o in outcomes if o.run_id > 0]
@@ -850,6 +858,7 @@ class Worker:
         if not self.store.transition(pr.run.id, state, now=now, expect=(t.RUNNING,), **values):
             return
         self.finished_jobs.add(pr.run.job)
+        self._runs_ended = True
         log.info("run %s of %s %s: %s", pr.run.id, pr.run.job, state, message)
         job = self.jobs.get(pr.run.job)
         if job is None:
