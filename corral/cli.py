@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from corral import config as config_mod
-from corral import durations, errors, forecast, schedule
+from corral import config_child, durations, errors, forecast, schedule
 from corral.spec import Config, JobSpec
 from corral.store import Store, open_store
 from corral.store import tables as t
@@ -42,7 +41,7 @@ STATE_STYLE = {
 
 class Ctx:
     def __init__(self, config_path: str | None, db: str | None) -> None:
-        self.config_path = Path(config_path) if config_path else config_mod.default_path(os.environ)
+        self.config_path = Path(config_path) if config_path else config_child.default_path(os.environ)
         self.db = db
         self._cfg: Config | None = None
         self._store: Store | None = None
@@ -50,6 +49,8 @@ class Ctx:
     @property
     def cfg(self) -> Config:
         if self._cfg is None:
+            from corral import config as config_mod  # YAML and pydantic: imported when a command needs the file
+
             self._cfg = config_mod.load(self.config_path, environ=os.environ)
         return self._cfg
 
@@ -144,7 +145,26 @@ def _wake_engine(store: Store) -> int:
     return notify_running_engines(store)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose ``lazy_commands`` (name -> "module:attribute") are imported on first use."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            import importlib
+
+            module, _, attribute = self.lazy_commands[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="corral")
 def main() -> None:
     """corral: run batch jobs from one place with rules a person can read."""
@@ -179,7 +199,8 @@ def up(
         stream=sys.stderr,
     )
     ctx = Ctx(config_path, db)
-    cfg = ctx.cfg
+    # Checked in a child process: the checker's modules stay out of this long-lived one.
+    cfg = ctx._cfg = config_child.load_in_child(ctx.config_path, environ=os.environ)
     for warning in cfg.warnings:
         logging.getLogger("corral").warning("%s", warning)
     from corral.store import migrate
@@ -748,20 +769,19 @@ def entry() -> None:
     """Console-script entry point."""
     sys.exit(run())
 
-from corral.events_cli import events as _events_command  # noqa: E402 - needs `common` and `Ctx` above
-main.add_command(_events_command)
-from corral.web import cli as _web_cli  # noqa: E402 - dashboard commands (issue 5)
-main.add_command(_web_cli.web)
-main.add_command(_web_cli.users)
-main.add_command(_web_cli.tokens)
-from corral.discover import cli as _discover_cli  # noqa: E402
-main.add_command(_discover_cli.discover)
-main.add_command(_discover_cli.import_)
-from corral.publish_cli import publish as _publish_command  # noqa: E402 - staging-to-final publish (issue 3 item 7)
-main.add_command(_publish_command)
-from corral.doctor_cli import doctor as _doctor_command  # noqa: E402 - health checks (issue 6)
-main.add_command(_doctor_command)
-from corral.wrap import wrap as _wrap_command  # noqa: E402 - heartbeat pings for legacy jobs (issue 6 item 4)
-main.add_command(_wrap_command)
-from corral.monitor_cli import monitors as _monitors_command  # noqa: E402 - monitor-only jobs (issue 6 item 4)
-main.add_command(_monitors_command)
+# Commands of other modules, imported when they are run (or listed by --help):
+# `corral up` need not load the dashboard, discovery or publishing code.
+main.lazy_commands.update(
+    {
+        "events": "corral.events_cli:events",
+        "web": "corral.web.cli:web",  # dashboard commands (issue 5)
+        "users": "corral.web.cli:users",
+        "tokens": "corral.web.cli:tokens",
+        "discover": "corral.discover.cli:discover",
+        "import": "corral.discover.cli:import_",
+        "publish": "corral.publish_cli:publish",  # staging-to-final publish (issue 3 item 7)
+        "doctor": "corral.doctor_cli:doctor",  # health checks (issue 6)
+        "wrap": "corral.wrap:wrap",  # heartbeat pings for legacy jobs (issue 6 item 4)
+        "monitors": "corral.monitor_cli:monitors",  # monitor-only jobs (issue 6 item 4)
+    }
+)

@@ -158,14 +158,14 @@ from pydantic_core import PydanticCustomError
 
 from corral import durations, errors, spec
 from corral import pipeline as pipeline_mod
+from corral.config_child import DEFAULT_FILE as DEFAULT_FILE  # re-exported: corral.config.DEFAULT_FILE
+from corral.config_child import default_path as default_path
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 NO_CAP = 2**31 - 1
 """``max_concurrent`` of an ``overlap: allow`` job that sets none: no cap."""
-
-DEFAULT_FILE = "corral.yaml"
 
 SCHEDULE_KEYS: tuple[str, ...] = ("every", "anchor", "after_completion")
 """Keys a mapping schedule may use (``schedule.parse`` decides what combines)."""
@@ -1882,12 +1882,6 @@ def _syntax_problem(file: str, exc: yaml.YAMLError) -> errors.Problem:
 
 # ---------------------------------------------------------------------------
 # Public API
-
-
-def default_path(environ: Mapping[str, str] | None = None) -> Path:
-    """The job file to read: ``CORRAL_CONFIG`` if set, else ``./corral.yaml``."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get("CORRAL_CONFIG") or DEFAULT_FILE)
 
 
 def load(path: str | Path, *, environ: Mapping[str, str] | None = None) -> spec.Config:

@@ -14,10 +14,10 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 
-from corral import config as config_mod
-from corral import errors, executor, metrics, monitor, notify
+from corral import config_child, errors, executor, filewatch, metrics, monitor, notify
 from corral.clock import Clock, SystemClock
 from corral.scheduler import Scheduler
 from corral.spec import Config
@@ -28,7 +28,8 @@ from corral.worker import Worker
 log = logging.getLogger("corral.engine")
 
 RELOAD_CHECK = 2.0
-"""Seconds between checks of the job file's modification time."""
+"""Seconds between checks of the job file's modification time where it cannot
+be watched (see :mod:`corral.filewatch`); a watched file wakes the loop itself."""
 STORE_POLL = 15.0
 """Seconds between looks at the store for work that arrived without a wake-up."""
 HEARTBEAT = 60.0
@@ -67,6 +68,7 @@ class Engine:
         self.monitors = monitor.Watcher(store, cfg.jobs)
         self._notifier_thread: threading.Thread | None = None
         self._notifier_stop: threading.Event | None = None
+        self._watch: filewatch.Watch | None = None
 
     # -- wiring ---------------------------------------------------------------------
 
@@ -88,10 +90,14 @@ class Engine:
         self._wake.set()
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
-        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
-        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
-        signal.signal(signal.SIGUSR1, lambda *_: self.wake())
+        _relay_signals(
+            {
+                signal.SIGTERM: self.request_stop,
+                signal.SIGINT: self.request_stop,
+                signal.SIGHUP: self.request_reload,
+                signal.SIGUSR1: self.wake,
+            }
+        )
 
     def _mtime(self) -> float | None:
         try:
@@ -105,6 +111,8 @@ class Engine:
         now = self.clock.now()
         self.store.register_node(self.node, config_path=str(self.cfg.settings.config_path), now=now)
         self.supervisor.start()
+        # An edit of the job file wakes the loop (which compares the mtime): no 2 s polling.
+        self._watch = filewatch.watch(self.cfg.settings.config_path, self._wake.set)
         self.worker.recover(now)
         # Alerts are evaluated and sent in a thread of their own: a slow webhook
         # never holds up scheduling. It runs without channels too, so alert
@@ -175,6 +183,8 @@ class Engine:
         sleep = max(0.0, self._next_poll - time.monotonic())
         if wake_at:
             sleep = min(sleep, max(0.0, (min(wake_at) - self.clock.now()).total_seconds()))
+        if self._watch is not None and self._watch.alive:
+            return sleep
         return min(sleep, RELOAD_CHECK)
 
     def _drain_outcomes(self, now: datetime) -> bool:
@@ -241,6 +251,8 @@ class Engine:
         self._drain_outcomes(self.clock.now())
         self.supervisor.close()
         self._stop_notifier()
+        if self._watch is not None:
+            self._watch.close()
         try:
             self.store.update_node(self.node, now=self.clock.now(), stopped_at=self.clock.now())
         except errors.StoreError:
@@ -263,7 +275,7 @@ class Engine:
         self._config_mtime = self._mtime()
         path = self.cfg.settings.config_path
         try:
-            new = config_mod.load(path)
+            new = config_child.load_in_child(path)  # the checker's memory is the child's
         except errors.ConfigError as exc:
             self.config_error = str(exc)
             log.error("job file changed but has errors; keeping the running configuration:\n%s", exc)
@@ -279,6 +291,32 @@ class Engine:
             self.node, now=self.clock.now(), config_error=None, config_loaded_at=self.clock.now()
         )
         log.info("job file reloaded: %d job(s)", len(new.jobs))
+
+
+def _relay_signals(actions: dict[signal.Signals, Callable[[], None]]) -> None:
+    """Run ``actions[signum]`` when the process gets ``signum``, from a thread of its own.
+
+    A Python signal handler runs in the main thread between two bytecodes,
+    possibly while that thread holds the lock inside one of the engine's
+    Events (waking up in ``wait``, in ``clear``): calling ``Event.set`` there
+    deadlocks. So the handler only writes the signal's number to a pipe."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+
+    def relay() -> None:
+        while True:
+            for signum in os.read(read_fd, 64):
+                actions[signal.Signals(signum)]()
+
+    def handler(signum: int, _frame: object) -> None:
+        try:
+            os.write(write_fd, bytes([signum]))
+        except BlockingIOError:  # the pipe is full: the thread has plenty to do already
+            pass
+
+    threading.Thread(target=relay, name="corral-signals", daemon=True).start()
+    for signum in actions:
+        signal.signal(signum, handler)
 
 
 def notify_running_engines(store: Store) -> int:
