@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import socket
+import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -215,13 +217,36 @@ def default_node_name() -> str:
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=15000")
     # WAL lets CLI readers and `corral up` work at once; NORMAL is durable
     # across process crashes (only an OS crash can lose the last commits).
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _enter_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _enter_wal(cursor: Any, patience: float = 15.0) -> None:
+    """Switch a database file to WAL, which sticks to the file once done.
+
+    The switch needs the file to itself, and SQLite answers "database is
+    locked" at once, without its busy handler, when several processes open a
+    fresh file together (corral up and a CLI command): so the switch is
+    retried here until one of them has done it for all."""
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() in ("wal", "memory"):
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def sqlite_url_for(path: Path) -> str:

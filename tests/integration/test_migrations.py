@@ -46,3 +46,30 @@ def test_processes_starting_together_on_a_fresh_store_migrate_it_once(store_url:
         assert current_revision(store.engine) == HEAD
     finally:
         store.close()
+
+
+def test_a_connection_opening_while_another_holds_a_fresh_file_waits_for_wal(tmp_path) -> None:
+    # SQLite refuses the switch to WAL at once, without its busy handler, while
+    # another connection writes to the file; the store retries instead of failing.
+    import sqlite3
+    import threading
+
+    from corral.store import Store
+
+    path = tmp_path / "corral.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")  # a writer, as a migrating process is
+    holder.execute("INSERT INTO t VALUES (1)")
+    released = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    released.start()
+    store = Store(f"sqlite:///{path}")
+    try:
+        with store.engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        assert mode == "wal"
+        assert not released.is_alive()  # it waited for the holder, not around it
+    finally:
+        released.join()
+        holder.close()
+        store.close()
