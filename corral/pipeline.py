@@ -13,6 +13,8 @@ Step states are the run states that apply to one process: ``pending``,
 
 from __future__ import annotations
 
+import heapq
+
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -75,22 +77,29 @@ def find_cycle(graph: Sequence[tuple[str, Sequence[str]]]) -> list[str] | None:
 
 
 def order(steps: Sequence[StepSpec]) -> list[StepSpec]:
-    """Steps so that each comes after everything it needs; otherwise in file order.
+    """Steps so that each comes after everything it needs; otherwise in file order
+    (of the steps whose needs are met, the first in the file comes first).
 
     The graph must be acyclic (the job file loader guarantees it)."""
     position = {step.name: index for index, step in enumerate(steps)}
-    done: set[str] = set()
+    waiting_on = [sum(1 for n in set(step.needs) if n in position) for step in steps]
+    needed_by: dict[str, list[int]] = {}
+    for index, step in enumerate(steps):
+        for need in set(step.needs):
+            if need in position:
+                needed_by.setdefault(need, []).append(index)
+    ready = [index for index, count in enumerate(waiting_on) if count == 0]
+    heapq.heapify(ready)
     out: list[StepSpec] = []
-    remaining = list(steps)
-    while remaining:
-        for step in remaining:
-            if all(n in done or n not in position for n in step.needs):
-                out.append(step)
-                done.add(step.name)
-                remaining.remove(step)
-                break
-        else:  # pragma: no cover - a cycle; the loader rejects those
-            raise ValueError(f"steps {[s.name for s in remaining]} form a cycle")
+    while ready:
+        index = heapq.heappop(ready)
+        out.append(steps[index])
+        for later in needed_by.get(steps[index].name, ()):
+            waiting_on[later] -= 1
+            if waiting_on[later] == 0:
+                heapq.heappush(ready, later)
+    if len(out) != len(steps):  # pragma: no cover - a cycle; the loader rejects those
+        raise ValueError(f"steps {[s.name for s in steps if s not in out]} form a cycle")
     return out
 
 

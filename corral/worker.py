@@ -75,6 +75,8 @@ class _Pipeline:
     """(reason, message) once the run is being cancelled, replaced, timed out or shut down."""
     running: dict[int, str] = field(default_factory=dict)
     """step row id -> step name of the steps with a live process."""
+    unwritten: list[tuple[int, str, dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
+    """Step changes made in memory and not yet in the store (see Worker._write_steps)."""
 
     def spec_of(self, name: str) -> StepSpec:
         return next(step for step in self.job.steps if step.name == name)
@@ -535,8 +537,13 @@ class Worker:
                 )
                 self.record_many([outcome], now)
                 continue
+            ended_steps: dict[int, int] = {}
             if run.pid is None:
-                # Claimed but the pid was never written: find the process by its run id.
+                # How the steps that ended while corral was down ended, read
+                # before the kill below gives the others exit files of their own.
+                ended_steps = self._step_exits(run)
+                # Claimed but the pid was never written (or a pipeline, which
+                # has no process of its own): find the processes by run id.
                 executor.kill_marked(
                     {"CORRAL_RUN_ID": str(run.id), "CORRAL_NODE": run.node or ""},
                     grace=job.kill_grace.total_seconds() if job else 5.0,
@@ -549,7 +556,7 @@ class Worker:
                 reason="lost",
                 message="its process was gone when corral restarted, with no exit status recorded",
             )
-            self._close_steps_of_lost(run.id, now)
+            self._close_steps_of_lost(run.id, now, ended_steps)
             log.warning("run %s of %s lost", run.id, run.job)
             if job is not None:
                 self._maybe_retry(job, run, t.LOST, None, now)
@@ -663,6 +670,7 @@ class Worker:
             if pr.stopping is None and not self.accepting:
                 pr.stopping = ("shutdown", "corral shut down before the step could start")
             if pr.stopping is None and pr.deadline is not None and now >= pr.deadline:
+                self._write_steps(pr, now)
                 self._stop_pipeline(pr, "timeout", now)
                 return
             states = {name: step.state for name, step in pr.steps.items()}
@@ -678,6 +686,7 @@ class Worker:
             if not failed:
                 break
             self._finish_steps(pr, failed, now)  # could not start: recorded, then plan again
+        self._write_steps(pr, now)
         if not pr.running and pipeline.run_state(pr.job.steps, {n: s.state for n, s in pr.steps.items()}) is not None:
             self._finish_pipeline(pr, now)
 
@@ -732,13 +741,10 @@ class Worker:
     def _change_steps(
         self, pr: _Pipeline, changes: list[tuple[int, str, dict[str, Any]]], now: datetime, *, expect: tuple[str, ...]
     ) -> None:
-        """Write step state changes, and apply the ones that took to the copy in
-        memory (this worker owns the run, so reading the rows back is not needed)."""
-        done = self.store.transition_steps(changes, now=now, expect=expect)
+        """Apply step state changes to the copy in memory (this worker owns the
+        run, so it is the truth) and keep them for _write_steps."""
         names = {step.id: name for name, step in pr.steps.items()}
-        for (step_id, state, values), ok in zip(changes, done):
-            if not ok:
-                continue
+        for step_id, state, values in changes:
             update = dict(values, state=state, updated_at=now)
             if state in t.FINAL_STATES and "ended_at" not in update:
                 update["ended_at"] = now
@@ -746,6 +752,25 @@ class Worker:
                 update["outputs"] = json.dumps(update["outputs"], sort_keys=True)
             name = names[step_id]
             pr.steps[name] = replace(pr.steps[name], **update)
+            pr.unwritten.append((step_id, state, values, expect))
+
+    def _write_steps(self, pr: _Pipeline, now: datetime) -> None:
+        """Write the step changes kept in memory, in one transaction.
+
+        The end of a step is written together with the start of the steps it
+        let start, after they were launched: one transaction per step instead
+        of two, and the next step does not wait for the first. A crash in
+        between loses nothing: the pipeline's steps are then killed by their
+        run id, and the exit file of a step that had ended says how it ended
+        (see recover)."""
+        if not pr.unwritten:
+            return
+        changes, pr.unwritten = pr.unwritten, []
+        done = self.store.transition_steps(changes, now=now)
+        for (step_id, state, _values, expect), ok in zip(changes, done):
+            if not ok:
+                log.warning("step %s of run %s: could not record %s (it was no longer %s)", step_id, pr.run.id, state,
+                            " or ".join(expect))
 
     def _record_steps(self, outcomes: list[executor.Outcome], now: datetime) -> None:
         by_run: dict[int, list[executor.Outcome]] = {}
@@ -868,11 +893,35 @@ class Worker:
         if not retried or state == t.SUCCEEDED:
             self._fire_triggers([(pr.run.job, pr.run.id, state)], now)
 
-    def _close_steps_of_lost(self, run_id: int, now: datetime) -> None:
-        """After a crash, the steps of a lost pipeline run end too: running ones lost, pending ones skipped."""
+    def _step_exits(self, run: Run) -> dict[int, int]:
+        """Step row id -> the status in the exit file of each step still marked
+        running whose process has ended."""
+        found: dict[int, int] = {}
+        folder = step_dir_for(self.settings, run.job, run.id)
+        for step in self.store.get_steps(run.id):
+            if step.state != t.RUNNING:
+                continue
+            status = executor.exit_status(folder / f"{step.name}.{step.attempt}.exit", step.pid, step.proc_start)
+            if status is not None:
+                found[step.id] = status
+        return found
+
+    def _close_steps_of_lost(self, run_id: int, now: datetime, ended: Mapping[int, int] | None = None) -> None:
+        """After a crash, the steps of a lost pipeline run end too: the ones that
+        ended on their own as their exit file says, running ones lost, pending
+        ones skipped."""
         changes: list[tuple[int, str, dict[str, Any]]] = []
         for step in self.store.get_steps(run_id):
-            if step.state == t.RUNNING:
+            status = (ended or {}).get(step.id)
+            if step.state == t.RUNNING and status is not None:
+                code, sig = (None, status - 128) if status > 128 else (status, None)
+                state = t.SUCCEEDED if code == 0 else t.FAILED
+                how = f"exited {code}" if sig is None else f"killed by signal {sig}"
+                changes.append((step.id, state, dict(
+                    exit_code=code, signal=sig, reason=None if code == 0 else "exit_code" if sig is None else "signal",
+                    message=f"{how} while corral was down (from its exit file)",
+                )))
+            elif step.state == t.RUNNING:
                 changes.append((step.id, t.LOST, dict(reason="lost", message="corral restarted while it ran")))
             elif step.state == t.PENDING:
                 changes.append((step.id, t.SKIPPED, dict(reason="lost", message="the run was lost before it started")))

@@ -415,8 +415,8 @@ class Store:
     @functools.lru_cache(maxsize=256)
     def _update_stmt(keys: tuple[str, ...], expect: tuple[str, ...] | None) -> Any:
         cond = [runs.c.id == sa.bindparam("w_id", type_=runs.c.id.type)]
-        if expect is not None:
-            cond.append(runs.c.state.in_(expect))
+        if expect is not None:  # constants in the statement: no IN list expanded on each use
+            cond.append(runs.c.state.in_([sa.literal(state, runs.c.state.type) for state in expect]))
         return runs.update().where(*cond).values({k: sa.bindparam(f"v_{k}", type_=runs.c[k].type) for k in keys})
 
     # -- runs: state changes ------------------------------------------------
@@ -963,19 +963,22 @@ class Store:
 
     def transition_steps(
         self,
-        changes: Sequence[tuple[int, str, dict[str, Any]]],
+        changes: Sequence[tuple[int, str, dict[str, Any]] | tuple[int, str, dict[str, Any], Iterable[str]]],
         *,
         now: datetime,
         expect: Iterable[str] | None = None,
     ) -> list[bool]:
         """Move steps to new states in one transaction, each only if it is in one
-        of ``expect`` (default: pending or running). Returns which changed."""
-        allowed = tuple(expect) if expect is not None else (t.PENDING, t.RUNNING)
+        of the states it expects: a change's own fourth item, else ``expect``
+        (default: pending or running). Returns which changed."""
+        default = tuple(expect) if expect is not None else (t.PENDING, t.RUNNING)
         results: list[bool] = []
         if not changes:
             return results
         with self._tx() as conn:
-            for step_id, to_state, values in changes:
+            for change in changes:
+                step_id, to_state, values = change[0], change[1], change[2]
+                allowed = tuple(change[3]) if len(change) > 3 else default  # type: ignore[misc]
                 if to_state not in t.ALL_STATES or to_state == t.QUEUED:
                     raise ValueError(f"unknown step state {to_state!r}")
                 update = dict(values, state=to_state, updated_at=now)
@@ -983,11 +986,26 @@ class Store:
                     update["ended_at"] = now
                 if isinstance(update.get("outputs"), dict):
                     update["outputs"] = json.dumps(update["outputs"], sort_keys=True)
-                res = conn.execute(
-                    t.steps.update().where(t.steps.c.id == step_id, t.steps.c.state.in_(allowed)).values(**update)
-                )
+                params = {f"v_{k}": v for k, v in update.items()}
+                params["w_id"] = step_id
+                params.update({f"w_s{i}": state for i, state in enumerate(allowed)})
+                res = conn.execute(self._step_update_stmt(tuple(sorted(update)), len(allowed)), params)
                 results.append(res.rowcount == 1)
         return results
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _step_update_stmt(keys: tuple[str, ...], expected: int) -> Any:
+        """One statement object per set of columns (a pipeline sets the same few
+        again and again), so SQLAlchemy finds it compiled in its cache."""
+        return (
+            t.steps.update()
+            .where(
+                t.steps.c.id == sa.bindparam("w_id", type_=t.steps.c.id.type),
+                t.steps.c.state.in_([sa.bindparam(f"w_s{i}", type_=t.steps.c.state.type) for i in range(expected)]),
+            )
+            .values({k: sa.bindparam(f"v_{k}", type_=t.steps.c[k].type) for k in keys})
+        )
 
     def get_steps(self, run_id: int) -> list[Step]:
         """The steps of a run in job-file order (empty for a plain run)."""

@@ -28,6 +28,25 @@ def test_order_puts_needs_first_and_keeps_file_order_otherwise() -> None:
     assert [s.name for s in pipeline.order(steps)] == ["fetch", "load", "report", "lint"]
 
 
+def test_order_takes_the_first_step_in_the_file_whose_needs_are_met_on_random_graphs() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(200):
+        count = rng.randint(1, 12)
+        names = [f"s{i}" for i in range(count)]
+        rng.shuffle(names)  # needs point anywhere in the file, never in a cycle
+        rank = {name: i for i, name in enumerate(names)}
+        steps = [step(name, *rng.sample([n for n in names if rank[n] < rank[name]], k=min(rank[name], rng.randint(0, 3))))
+                 for name in sorted(names, key=lambda n: rng.random())]
+        done: set[str] = set()
+        for picked in pipeline.order(steps):
+            first_ready = next(s for s in steps if s.name not in done and all(n in done for n in s.needs))
+            assert picked.name == first_ready.name
+            done.add(picked.name)
+        assert done == set(names)
+
+
 def test_independent_steps_start_together_up_to_parallelism_in_file_order() -> None:
     assert pipeline.plan(SEED, {}, parallelism=2).start == ("31", "32")
     assert pipeline.plan(SEED, {"31": "running"}, parallelism=2).start == ("32",)
