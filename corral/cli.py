@@ -480,7 +480,8 @@ def _step_json(step: Any) -> dict[str, Any]:
         duration = (step.ended_at - step.started_at).total_seconds()
     out = {key: data[key] for key in ("name", "state", "reason", "started_at", "ended_at", "exit_code")}
     out.update(
-        message=step.message, attempt=step.attempt, duration=duration, peak_rss=step.peak_rss,
+        message=step.message, attempt=step.attempt, duration=duration, pid=step.pid, signal=step.signal,
+        peak_rss=step.peak_rss,
         cpu_seconds=step.cpu_seconds, outputs=data["outputs"], log_path=step.log_path,
     )
     return out

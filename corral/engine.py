@@ -202,6 +202,8 @@ class Engine:
             log.error("could not record the end of %d run(s): %s", len(batch), exc)
             for outcome in batch:
                 self._outcomes.put(outcome)
+        else:
+            self.supervisor.recorded(outcome.run_id for outcome in batch)
         return True
 
     def run_forever(self) -> None:

@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import psutil
 
@@ -83,6 +83,8 @@ _CHUNK = 8
 """Launches per request: small, so that both spawners start working at once."""
 LANE_IDLE = 60.0
 """Seconds without any run after which the spawners are stopped (started again on the next launch)."""
+_MAX_REPORTED = 10000
+"""Statuses remembered for :meth:`Supervisor.recorded` at most (as many as a spawner keeps)."""
 _EXIT_FILE_WAIT = 2.0
 """How long to wait for an adopted run's exit file while its spawner has not reaped it yet."""
 RUN_TOKEN_VAR = "CORRAL_RUN_TOKEN"
@@ -402,6 +404,8 @@ def _decode_status(status: int) -> tuple[int | None, int | None]:
 
 
 def _pidfd_exited(pidfd: int) -> bool:
+    if pidfd < 0:  # never had one: the process was gone before it could be opened
+        return True
     ready, _, _ = select.select([pidfd], [], [], 0)
     return bool(ready)
 
@@ -737,15 +741,17 @@ class _Lane:
     """One spawner process (:mod:`corral.spawner`) and the socket to it.
 
     Requests are synchronous round trips under a lock: the main thread sends
-    launches, the supervisor thread asks for reaps."""
+    launches, the supervisor thread asks for reaps. Notices of ended jobs
+    come on a second socket, which only the supervisor thread reads."""
 
     def __init__(self) -> None:
         _reap_lingering()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        notices, their_notices = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", _SPAWNER, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
+                [sys.executable, "-I", "-S", _SPAWNER, str(theirs.fileno()), str(their_notices.fileno())],
+                pass_fds=(theirs.fileno(), their_notices.fileno()),
                 # Not corral's stdout or stderr: the spawner may outlive corral,
                 # and must not keep a pipe that corral's caller reads open.
                 stdin=subprocess.DEVNULL,
@@ -755,15 +761,27 @@ class _Lane:
             )
         except OSError as exc:
             ours.close()
+            notices.close()
             raise errors.ExecError(f"cannot start the spawner process ({sys.executable}): {exc.strerror}") from exc
         finally:
             theirs.close()
+            their_notices.close()
         self.sock = ours
+        self.closed = False
+        self.notices = notices
+        self.notices.setblocking(False)
+        self._inbox = bytearray()
+        self.recorded: list[str] = []
+        """Exit paths of runs whose status is in the store, for the next request to tell."""
         self.lock = threading.Lock()
         self.broken = False
         self._greeted = False
         self.subreaper = False
         """Whether the spawner became a child subreaper; read with its first message."""
+
+    def take_recorded(self) -> list[str]:
+        taken, self.recorded = self.recorded, []
+        return taken
 
     def send(self, message: object) -> None:
         data = marshal.dumps(message)
@@ -799,12 +817,34 @@ class _Lane:
             if self.broken:
                 return {}
             try:
-                self.send(("reap", pids))
+                self.send(("reap", pids, self.take_recorded()))
                 kind, items = self.receive()  # type: ignore[misc]
             except (OSError, ConnectionError, EOFError, ValueError) as exc:
                 self._fail(exc)
                 return {}
         return {pid: _Reaped(code, sig, user + system, maxrss) for pid, code, sig, user, system, maxrss in items}
+
+    def read_notices(self) -> list[tuple[str, list[Any]]] | None:
+        """The notices that have arrived (see :mod:`corral.spawner`); None once
+        the spawner is gone. Supervisor thread only."""
+        try:
+            while True:
+                chunk = self.notices.recv(65536)
+                if not chunk:
+                    return None
+                self._inbox += chunk
+        except BlockingIOError:
+            pass
+        except OSError:
+            return None
+        out: list[tuple[str, list[Any]]] = []
+        while len(self._inbox) >= _FRAME.size:
+            size = _FRAME.unpack_from(self._inbox)[0]
+            if len(self._inbox) < _FRAME.size + size:
+                break
+            out.append(marshal.loads(bytes(self._inbox[_FRAME.size:_FRAME.size + size])))
+            del self._inbox[:_FRAME.size + size]
+        return out
 
     def _fail(self, exc: BaseException) -> None:
         if not self.broken:
@@ -814,7 +854,10 @@ class _Lane:
     def close(self, *, idle: bool) -> None:
         """Let the spawner go: it reaps what still runs under it as that ends, then exits.
 
-        ``idle``: nothing runs under it, so it exits at once and is waited for."""
+        ``idle``: nothing runs under it, so it exits at once and is waited for.
+        (The notice socket is the supervisor thread's to close, once the
+        spawner has ended.)"""
+        self.closed = True
         self.sock.close()
         if idle:
             try:
@@ -864,6 +907,8 @@ class _Run:
         self.run_id = run_id
         self.lane = lane
         """The spawner that is this run's parent; None for an adopted run."""
+        self.watched = False
+        """Whether its spawner sends a notice when it ends (else its pidfd is watched here)."""
         self.tree = lane.tree_root if lane is not None else None
         """A pid whose subtree holds every process of this run, if one is known (see _Table)."""
         self.pid = pid
@@ -911,6 +956,7 @@ class _Spawned(NamedTuple):
     token: str
     started_mono: float
     started_at: datetime
+    watched: bool
 
 
 class _Request(NamedTuple):
@@ -956,6 +1002,21 @@ class Supervisor:
         self._lanes: list[_Lane] = []
         self._lanes_used = 0.0
         self._unwatched: list[tuple[_Lane, int]] = []
+        self._discard: set[tuple[int, int]] = set()
+        """(lane, pid) of jobs killed right after their start; their notices are ignored."""
+        self._new_lanes: list[_Lane] = []
+        self._reported: dict[int, tuple[_Lane, str]] = {}
+        """Run id -> (its spawner, its exit path) for the statuses a spawner
+        reported that the caller has not yet said it recorded (see recorded)."""
+        # Supervisor thread only:
+        self._watched_lanes: set[_Lane] = set()
+        """Lanes whose notice socket is in the selector (closed once their spawner ends)."""
+        self._awaiting: dict[tuple[int, int], _Run] = {}
+        """(lane, pid) -> a running run whose end its spawner will tell."""
+        self._early: dict[tuple[int, int], tuple[str, Any]] = {}
+        """Notices that came before the run they are about was registered."""
+        self._noticed: list[tuple[_Run, _Reaped | None]] = []
+        """Runs whose spawner told their end (a status, or None: held for a leftover check)."""
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -1049,10 +1110,18 @@ class Supervisor:
                     lane.close(idle=False)  # reaped once it has exited
             self._lanes = [lane for lane in self._lanes if not lane.broken]
             want = 1 if count < _MIN_SPLIT else LANES
+            added = False
             while len(self._lanes) < want:
-                self._lanes.append(_Lane())
+                lane = _Lane()
+                self._lanes.append(lane)
+                with self._lock:
+                    self._new_lanes.append(lane)
+                added = True
             self._lanes_used = time.monotonic()
-            return self._lanes[:want]
+            lanes = self._lanes[:want]
+        if added:
+            self._wake()
+        return lanes
 
     def _spawn(self, requests: list[tuple[int, _Request]]) -> list[tuple[int, _Spawned | Outcome]]:
         """Hand the requests to the spawners in small chunks, round robin, so
@@ -1077,7 +1146,7 @@ class Supervisor:
                             (i, r.path, [r.path, *r.launch.argv[1:]], r.env, r.cwd,
                              str(r.launch.log_path), str(r.launch.exit_path))
                             for i, r in chunk
-                        ]))
+                        ], lane.take_recorded()))
                     except OSError as exc:
                         lane._fail(exc)
                 sent[id(lane)].append(chunk)
@@ -1090,8 +1159,9 @@ class Supervisor:
                             _, replies = lane.receive()  # type: ignore[misc]
                         except (OSError, ConnectionError, EOFError, ValueError) as exc:
                             lane._fail(exc)
-                    for index, pid, wall, mono, kind, text in replies:
-                        out.append((index, self._spawned(lane, by_index.pop(index), pid, wall, mono, kind, text)))
+                    for index, pid, wall, mono, kind, text, watched in replies:
+                        request = by_index.pop(index)
+                        out.append((index, self._spawned(lane, request, pid, wall, mono, kind, text, watched)))
                     for index, request in by_index.items():
                         failure = _Failure("spawn_failed", "the spawner process ended before starting it")
                         out.append((index, self._not_started(request.launch, failure)))
@@ -1104,7 +1174,8 @@ class Supervisor:
         return out
 
     def _spawned(
-        self, lane: _Lane, request: _Request, pid: int, wall: float, mono: float, kind: str | None, text: str | None
+        self, lane: _Lane, request: _Request, pid: int, wall: float, mono: float, kind: str | None, text: str | None,
+        watched: bool,
     ) -> _Spawned | Outcome:
         launch = request.launch
         if not pid:
@@ -1117,6 +1188,12 @@ class Supervisor:
             return self._not_started(launch, failure)
         try:
             pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            if not watched:  # pragma: no cover - only its spawner could have reaped it
+                raise
+            # It ended already and its spawner reaped it (it left nothing
+            # behind): the spawner's notice says how it ended.
+            pidfd = -1
         except OSError as exc:
             # Without a pidfd the run cannot be watched (likely out of file
             # descriptors): undo the start rather than leave it unsupervised.
@@ -1124,9 +1201,11 @@ class Supervisor:
             # _spawn once the lane is free.)
             _killpg(pid, signal.SIGKILL)
             self._unwatched.append((lane, pid))
+            with self._lock:
+                self._discard.add((id(lane), pid))
             return self._not_started(launch, _Failure("spawn_failed", f"cannot watch the process: {exc.strerror}"))
         started_at = datetime.fromtimestamp(wall, timezone.utc)
-        return _Spawned(launch, lane, pid, pidfd, request.token, mono, started_at)
+        return _Spawned(launch, lane, pid, pidfd, request.token, mono, started_at, watched)
 
     def _register(self, spawned: _Spawned) -> Started:
         launch, pid, pidfd, token = spawned.launch, spawned.pid, spawned.pidfd, spawned.token
@@ -1153,6 +1232,7 @@ class Supervisor:
             started_mono=started_mono,
             lane=spawned.lane,
         )
+        run.watched = spawned.watched
         self._add(run)
         return Started(run_id=launch.run_id, pid=pid, pgid=pid, start_time=start_time, started_at=started_at)
 
@@ -1223,6 +1303,16 @@ class Supervisor:
         self._wake()
         return stopped
 
+    def recorded(self, run_ids: Iterable[int]) -> None:
+        """The caller has stored how these runs ended: their spawners need not
+        write exit files for them (they do for every status not recorded when
+        this process goes away, for the next corral to read)."""
+        with self._lock:
+            for run_id in run_ids:
+                entry = self._reported.pop(run_id, None)
+                if entry is not None and not entry[0].closed:
+                    entry[0].recorded.append(entry[1])
+
     def running(self) -> list[int]:
         with self._lock:
             return sorted(self._runs)
@@ -1283,11 +1373,12 @@ class Supervisor:
             return False
         if run.stopped_by is None:
             run.stopped_by = why
-        # The job leads its group. Our own job is reaped only once we ask, so
-        # its group id cannot be reused before then; an adopted run's leader
-        # is reaped by its old spawner as soon as it ends, so its group is
-        # only signalled while the leader is alive.
-        if not run.adopted or not _pidfd_exited(run.pidfd):
+        # The job leads its group. Its spawner may reap it as soon as it ends
+        # (when it left nothing behind, or for an adopted run, its old
+        # spawner always does), after which the group id is free for reuse:
+        # so the group is only signalled while the leader is alive. Once it
+        # has ended, what is left of the run is stopped by the leftover check.
+        if not _pidfd_exited(run.pidfd):
             _killpg(run.pgid, signal.SIGTERM)
             if not run.killed:
                 run.last_signal = signal.SIGTERM
@@ -1303,20 +1394,36 @@ class Supervisor:
                 if self._closed:
                     break
                 pending, self._pending = self._pending, []
+                new_lanes, self._new_lanes = self._new_lanes, []
                 self._wake_pending = False
                 try:
                     while os.read(self._wake_r, 4096):
                         pass
                 except BlockingIOError:
                     pass
+            for lane in new_lanes:
+                self._selector.register(lane.notices, selectors.EVENT_READ, ("lane", lane, 0))
+                self._watched_lanes.add(lane)
             for run in pending:
+                if run.lane is not None and run.watched:
+                    key = (id(run.lane), run.pid)
+                    early = self._early.pop(key, None)
+                    if early is not None:
+                        self._noticed.append((run, early[1]))
+                        continue
+                    if not run.lane.broken:
+                        self._awaiting[key] = run
+                        continue
+                if run.pidfd < 0:
+                    self._noticed.append((run, None))  # gone, its spawner too: no status to be had
+                    continue
                 self._selector.register(run.pidfd, selectors.EVENT_READ, ("main", run, run.pid))
                 if run.adopted:
                     # Sample right away: the tree is all an adopted run's
                     # figures will ever come from.
                     self._next_sample = time.monotonic()
             try:
-                events = self._selector.select(self._wait_time())
+                events = self._selector.select(0 if self._noticed else self._wait_time())
             except InterruptedError:  # pragma: no cover - PEP 475 retries this
                 continue
             try:
@@ -1361,7 +1468,9 @@ class Supervisor:
             if key.data is None:
                 continue  # the wake pipe; drained at the top of the loop
             kind, run, pid = key.data
-            if kind == "main":
+            if kind == "lane":
+                self._read_lane(key.data[1])
+            elif kind == "main":
                 self._selector.unregister(run.pidfd)
                 ended.append(run)
             else:
@@ -1371,6 +1480,17 @@ class Supervisor:
                 if not run.orphans and run.phase == "cleanup":
                     finished.append(run)
         now = time.monotonic()
+        noticed, self._noticed = self._noticed, []
+        held = [run for run, reaped in noticed if reaped is None]
+        if held:
+            ended.extend(held)
+        for run, reaped in noticed:
+            if reaped is not None:
+                # Its spawner reaped it: it left nothing behind.
+                with self._lock:
+                    run.phase = "cleanup"
+                self._record_exit(run, now, reaped)
+                finished.append(run)
         if ended:
             finished.extend(self._main_exited(ended, now))
         finished.extend(self._deadlines(now))
@@ -1378,6 +1498,39 @@ class Supervisor:
             self._next_sample = now + SAMPLE_INTERVAL
             self._sample()
         self._deliver([self._finish(run) for run in dict.fromkeys(finished)])
+
+    def _read_lane(self, lane: _Lane) -> None:
+        """Take in a spawner's notices (see :mod:`corral.spawner`)."""
+        notices = lane.read_notices()
+        if notices is None:
+            self._selector.unregister(lane.notices)
+            self._watched_lanes.discard(lane)
+            lane.notices.close()
+            if not lane.closed:
+                lane._fail(ConnectionError("the spawner process ended"))
+            # Its jobs are no longer anyone's children: watch their pidfds.
+            for key, run in list(self._awaiting.items()):
+                if run.lane is lane:
+                    del self._awaiting[key]
+                    if run.pidfd < 0:
+                        self._noticed.append((run, None))  # gone, and so is what could tell how it ended
+                    else:
+                        self._selector.register(run.pidfd, selectors.EVENT_READ, ("main", run, run.pid))
+            return
+        for kind, items in notices:
+            for item in items:
+                pid = item[0] if kind == "ended" else item
+                reaped = _Reaped(item[1], item[2], item[3] + item[4], item[5]) if kind == "ended" else None
+                key = (id(lane), pid)
+                with self._lock:
+                    if key in self._discard:
+                        self._discard.discard(key)
+                        continue
+                run = self._awaiting.pop(key, None)
+                if run is None:
+                    self._early[key] = (kind, reaped)
+                else:
+                    self._noticed.append((run, reaped))
 
     def _deadlines(self, now: float) -> list[_Run]:
         finished: list[_Run] = []
@@ -1391,7 +1544,7 @@ class Supervisor:
                 if run.kill_at is not None and now >= run.kill_at and not run.killed:
                     run.killed = True
                     run.last_signal = signal.SIGKILL
-                    if not run.adopted or not _pidfd_exited(run.pidfd):
+                    if not _pidfd_exited(run.pidfd):
                         _killpg(run.pgid, signal.SIGKILL)
         for run in runs:
             if run.phase == "cleanup" and run.orphan_kill_at is not None and now >= run.orphan_kill_at:
@@ -1463,6 +1616,11 @@ class Supervisor:
         run.duration = now - run.started_mono
         if reaped is not None and (reaped.exit_code is not None or reaped.signal is not None):
             run.exit_code, run.signal = reaped.exit_code, reaped.signal
+            if run.lane is not None:
+                with self._lock:
+                    self._reported[run.run_id] = (run.lane, str(run.exit_path))
+                    if len(self._reported) > _MAX_REPORTED:  # a caller that never says: forget the oldest
+                        del self._reported[next(iter(self._reported))]
             run.rusage_rss = reaped.maxrss * 1024
             run.rusage_cpu = reaped.cpu
         else:
@@ -1476,7 +1634,8 @@ class Supervisor:
             else:
                 # If we sent the last signal, that is the best guess at what ended it.
                 run.exit_code, run.signal = None, run.last_signal
-        os.close(run.pidfd)
+        if run.pidfd >= 0:
+            os.close(run.pidfd)
         run.pidfd = -1
 
     def _roots(self, runs: Iterable[_Run]) -> set[int] | None:
@@ -1622,6 +1781,9 @@ class Supervisor:
             self._pending.clear()
             self._idle.notify_all()
             self._selector.close()
+            for lane in self._watched_lanes:
+                lane.notices.close()
+            self._watched_lanes.clear()
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1

@@ -1,14 +1,15 @@
 """The spawner: a small process that starts job processes and reaps them.
 
 ``corral up`` does not start jobs itself. It talks to one or two spawner
-processes (``python -I -S spawner.py FD``, standard library only, about 10 MB)
-over a socket, and each spawner is the parent of the jobs it started. Why:
+processes (``python -I -S spawner.py FD NOTICE_FD``, standard library only,
+about 10 MB) over two sockets, and each spawner is the parent of the jobs it started. Why:
 
 * A job's exit status can only be read by its parent. If corral's main process
   were the parent, a ``kill -9`` of it would hand the jobs to init, which reaps
   them and throws their statuses away. A spawner outlives the main process
-  until its last job has ended and writes each job's status to the run's exit
-  file, so a restarted corral that adopts the job still learns how it ended.
+  until its last job has ended and writes each status the main process had
+  not recorded to the run's exit file, so a restarted corral that adopts the
+  job still learns how it ended.
 * The job process is the program the user asked for (``exec`` of their argv,
   no shell wrapper around it): one exec per run, and the pid corral records,
   signals and samples is the job's own.
@@ -16,21 +17,41 @@ over a socket, and each spawner is the parent of the jobs it started. Why:
   spawners start a burst on two cores while the main process goes on with
   its own work.
 
-Protocol: length-prefixed :mod:`marshal` frames (4-byte big-endian length),
-one request then one reply, both from corral's own code on a private socket
-pair. Requests:
+Protocol: length-prefixed :mod:`marshal` frames (4-byte big-endian length)
+from corral's own code on two private socket pairs. On the first, requests,
+each answered by one reply:
 
 ``("spawn", [(key, path, argv, env, cwd, log_path, exit_path), ...])``
     Start each one in a new session with stdin from /dev/null and stdout and
     stderr appended to ``log_path`` (its folder is created if need be; a
     stale ``exit_path`` is removed first). Reply ``("spawned", [(key, pid,
-    wall_time, monotonic_time, error_kind, error_text), ...])``, pid 0 and an
-    error kind ("cwd", "log", "exec") when a start failed.
+    wall_time, monotonic_time, error_kind, error_text, watched), ...])``, pid
+    0 and an error kind ("cwd", "log", "exec") when a start failed; watched
+    is False if the spawner cannot watch that job (no pidfd): it then sends
+    no notice of its end, and the main process watches it itself.
 ``("reap", [pid, ...])``
-    Each pid has exited (the main process saw it on its pidfd and has dealt
-    with what the job left behind). Reap it, write its exit file, reply
-    ``("reaped", [(pid, exit_code, signal, user_cpu, system_cpu, maxrss_kib),
-    ...])``; exit_code and signal are None for a pid that is not our child.
+    Each pid has exited and the main process has dealt with what the job
+    left behind. Reap it, reply ``("reaped", [(pid,
+    exit_code, signal, user_cpu, system_cpu, maxrss_kib), ...])``; exit_code
+    and signal are None for a pid that is not our child.
+
+A request may carry a third item: the exit paths of jobs whose status the
+main process has recorded in its store. The spawner keeps every status it
+has reported until then, and writes the exit files of those not recorded
+only when the main process goes away: a file per run costs more than
+starting the run on some disks, and is needed only after a crash.
+
+On the second socket, notices from the spawner alone, one when a watched job ends:
+
+``("ended", [(pid, exit_code, signal, user_cpu, system_cpu, maxrss_kib), ...])``
+    The job ended and left nothing behind, so the spawner reaped it at once
+    (as a subreaper it inherits every orphan of its jobs: when its only
+    children are jobs, the ended job has no process left anywhere).
+``("held", [pid, ...])``
+    The job ended but the spawner has other children, which may be what the
+    job left behind. It stays a zombie, keeping its process group and
+    session ids from reuse, until the main process has found and stopped
+    its leftovers and asks for it with "reap".
 
 Before any request, the spawner sends ``("ready", subreaper)``: whether it
 became a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``). As one, it
@@ -39,9 +60,10 @@ so the main process finds a run's leftovers in the spawner's subtree instead
 of scanning every process on the host. Orphans that end are reaped after each
 request and every few seconds.
 
-End of file on the socket (the main process closed it or died): reap every
-remaining child as it ends, writing a job's exit file before reaping it (so
-"the process is gone" implies "its exit file is written"), then exit once no
+End of file on the request socket (the main process closed it or died):
+write the exit files of the statuses not recorded, then reap every remaining
+child as it ends, writing a job's exit file before reaping it (so "the
+process is gone" implies "its exit file is written"), then exit once no
 child is left.
 
 Exit files hold one line, a shell-style status: the exit code, or 128 + N
@@ -52,7 +74,7 @@ import errno
 import marshal
 import os
 import resource
-import select
+import selectors
 import signal
 import struct
 import sys
@@ -69,6 +91,8 @@ _RESET_SIGNALS = (
 )
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _PR_SET_CHILD_SUBREAPER = 36
+MAX_UNRECORDED = 10000
+"""Statuses kept in memory at most, waiting for the main process to say it recorded them."""
 STRAY_CHECK = 5.0
 """Seconds between looks for ended orphans while no request comes."""
 
@@ -101,12 +125,17 @@ def _write_exit_file(path, exit_code, sig):
 
 
 class Spawner:
-    def __init__(self, sock_fd):
+    def __init__(self, sock_fd, notice_fd=None, subreaper=False):
         self.fd = sock_fd
-        self.exit_paths = {}  # pid -> exit file path
-        self.unwritten = []  # (path, exit code, signal) of jobs reaped, written after the reply
+        self.notice_fd = notice_fd
+        self.subreaper = subreaper
+        self.exit_paths = {}  # pid -> exit file path, for every job not reaped yet
+        self.pidfds = {}  # pid -> pidfd of the jobs watched for their end
+        self.unrecorded = {}  # exit path -> (exit code, signal) of reaped jobs the main process has not recorded yet
+        self.outbox = bytearray()  # notices not sent yet (the main process reads them when it can)
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.home = os.getcwd()
+        self.selector = selectors.DefaultSelector()
 
     # -- framing ------------------------------------------------------------
 
@@ -132,6 +161,31 @@ class Spawner:
         view = memoryview(_HEADER.pack(len(data)) + data)
         while view:
             view = view[os.write(self.fd, view):]
+
+    def notify(self, message):
+        """Queue a notice; sent without blocking, so a main process busy
+        elsewhere can never stall the requests."""
+        data = marshal.dumps(message)
+        self.outbox += _HEADER.pack(len(data)) + data
+        self.flush()
+
+    def flush(self):
+        if self.notice_fd is None:
+            self.outbox.clear()
+            return
+        try:
+            while self.outbox:
+                del self.outbox[:os.write(self.notice_fd, self.outbox)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the main process is gone: the request socket says so too
+            self.outbox.clear()
+        events = selectors.EVENT_WRITE if self.outbox else 0
+        key = self.selector.get_map().get(self.notice_fd)
+        if events and key is None:
+            self.selector.register(self.notice_fd, events, "notice")
+        elif not events and key is not None:
+            self.selector.unregister(self.notice_fd)
 
     # -- requests -----------------------------------------------------------
 
@@ -176,9 +230,63 @@ class Spawner:
         finally:
             os.close(log_fd)
         self.exit_paths[pid] = exit_path
-        return (key, pid, time.time(), time.monotonic(), None, None)
+        watched = self.watch(pid)
+        return (key, pid, time.time(), time.monotonic(), None, None, watched)
+
+    def watch(self, pid):
+        if self.notice_fd is None:
+            return False
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        self.pidfds[pid] = pidfd
+        self.selector.register(pidfd, selectors.EVENT_READ, pid)
+        return True
+
+    def unwatch(self, pid):
+        pidfd = self.pidfds.pop(pid, None)
+        if pidfd is not None:
+            self.selector.unregister(pidfd)
+            os.close(pidfd)
+
+    def other_children(self):
+        """Whether this process has a live child that is not a job (an orphan
+        some job left behind); True when that cannot be told. Ended orphans
+        are reaped on the way."""
+        if not self.subreaper:
+            return True
+        me = os.getpid()
+        try:
+            with open(f"/proc/{me}/task/{me}/children", "rb") as f:
+                kids = [int(word) for word in f.read().split()]
+        except OSError:
+            return True
+        for pid in kids:
+            if pid in self.exit_paths:
+                continue
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    return True  # alive
+            except ChildProcessError:
+                pass
+        return False
+
+    def ended(self, pids):
+        """Watched jobs whose pidfd says they ended: reap them now if nothing
+        of theirs can be left, else hold them for the main process."""
+        for pid in pids:
+            self.unwatch(pid)
+        pids = [pid for pid in pids if pid in self.exit_paths]
+        if not pids:
+            return
+        if self.other_children():
+            self.notify(("held", pids))
+        else:
+            self.notify(("ended", [self.reap(pid) for pid in pids]))
 
     def reap(self, pid):
+        self.unwatch(pid)
         try:
             got, raw, usage = os.wait4(pid, 0)
         except ChildProcessError:
@@ -188,7 +296,10 @@ class Spawner:
         exit_code, sig = (code, None) if code >= 0 else (None, -code)
         path = self.exit_paths.pop(pid, None)
         if path:
-            self.unwritten.append((path, exit_code, sig))
+            self.unrecorded[path] = (exit_code, sig)
+            if len(self.unrecorded) > MAX_UNRECORDED:  # a main process that never says: write the oldest
+                old = next(iter(self.unrecorded))
+                _write_exit_file(old, *self.unrecorded.pop(old))
         # A posix_spawn child's maxrss starts at our own high-water mark (the
         # memory it shared until exec): only a figure above it is the job's.
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -210,18 +321,32 @@ class Spawner:
                 except ChildProcessError:
                     pass
 
-    def serve(self, subreaper):
-        self.reply(("ready", subreaper))
+    def serve(self):
+        self.reply(("ready", self.subreaper))
+        if self.notice_fd is not None:
+            os.set_blocking(self.notice_fd, False)
+        self.selector.register(self.fd, selectors.EVENT_READ, "request")
         while True:
+            events = self.selector.select(STRAY_CHECK)
+            if not events:
+                self.reap_strays()
+                continue
+            ended = [key.data for key, _ in events if isinstance(key.data, int)]
+            if ended:
+                self.ended(ended)
+            if any(key.data == "notice" for key, _ in events):
+                self.flush()
+            if not any(key.data == "request" for key, _ in events):
+                continue
             try:
-                while not select.select([self.fd], [], [], STRAY_CHECK)[0]:
-                    self.reap_strays()
                 message = self.receive()
             except OSError:
                 message = None
             if message is None:
                 break
-            kind, items = message
+            kind, items = message[0], message[1]
+            for path in message[2] if len(message) > 2 else ():
+                self.unrecorded.pop(path, None)
             if kind == "spawn":
                 answer = ("spawned", [self.spawn(*item) for item in items])
             elif kind == "reap":
@@ -232,20 +357,23 @@ class Spawner:
                 self.reply(answer)
             except OSError:
                 break
-            finally:
-                # After the reply, off the path of whoever waits for it: the
-                # main process records these statuses itself; the files are
-                # for a main process that dies before it could.
-                self.write_exit_files()
             if kind == "reap":
                 self.reap_strays()
         self.write_exit_files()
+        for pid in list(self.pidfds):
+            self.unwatch(pid)
+        self.selector.close()
         os.close(self.fd)
+        if self.notice_fd is not None:
+            os.close(self.notice_fd)
         self.drain()
 
     def write_exit_files(self):
-        while self.unwritten:
-            _write_exit_file(*self.unwritten.pop())
+        """The statuses the main process did not say it recorded: it is gone,
+        and the next one reads them from these files."""
+        while self.unrecorded:
+            path, (exit_code, sig) = self.unrecorded.popitem()
+            _write_exit_file(path, exit_code, sig)
 
     def drain(self):
         """The main process is gone: record and reap every child as it ends."""
@@ -285,12 +413,15 @@ def _become_subreaper():
 def main(argv):
     fd = int(argv[1])
     os.set_inheritable(fd, False)
+    notice_fd = int(argv[2]) if len(argv) > 2 else None
+    if notice_fd is not None:
+        os.set_inheritable(notice_fd, False)
     subreaper = _become_subreaper()
     # Terminal signals are for the main process, which drains and stops the
     # jobs; the spawner must stay to reap them.
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
-    Spawner(fd).serve(subreaper)
+    Spawner(fd, notice_fd, subreaper).serve()
     return 0
 
 

@@ -99,3 +99,53 @@ def test_runs_survive_a_kill_9_and_are_adopted_or_marked_lost(tmp_path: Path) ->
             if r.pid and pid_alive(r.pid):
                 os.killpg(r.pgid or r.pid, signal.SIGKILL)
         store.close()
+
+
+PIPELINE = """
+jobs:
+  chain:
+    retries: {attempts: 1, backoff: 0s}
+    steps:
+      - {name: quick, run: "sleep 3"}
+      - {name: after, run: "echo after", needs: [quick]}
+"""
+
+
+def test_a_step_that_ended_while_corral_was_down_keeps_its_status_and_the_retry_resumes_after_it(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, PIPELINE)
+    log = tmp_path / "up.log"
+    up = start_corral_up(path, log)
+    try:
+        wait_for(lambda: (tmp_path / ".corral" / "corral.db").exists(), what="store created")
+        run_id = json.loads(run_cli(path, "trigger", "chain", "--json").stdout)["id"]
+
+        def quick() -> dict:  # type: ignore[type-arg]
+            return next(s for s in _run(path, run_id)["steps"] if s["name"] == "quick")
+
+        wait_for(lambda: quick()["state"] == "running" and quick()["pid"], what="first step started")
+        pid = quick()["pid"]
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait(timeout=10)
+        wait_for(lambda: not pid_alive(pid), timeout=15, what="first step ended on its own")
+
+        up = start_corral_up(path, log)
+        lost = wait_for(lambda: (r := _run(path, run_id))["state"] in t.FINAL_STATES and r, what="run closed")
+        assert lost["state"] == "lost"
+        steps = {s["name"]: s for s in lost["steps"]}
+        # Its spawner kept how the step ended, since corral never recorded it.
+        assert steps["quick"]["state"] == "succeeded" and steps["quick"]["exit_code"] == 0, steps["quick"]
+        assert steps["after"]["state"] == "skipped"
+        store = open_store(f"sqlite:///{tmp_path / '.corral' / 'corral.db'}")
+        retry = wait_for(lambda: [r for r in store.list_runs(job="chain") if r.retry_of == run_id], what="retry")[0]
+        store.close()
+        done = wait_for(lambda: (r := _run(path, retry.id))["state"] in t.FINAL_STATES and r, what="retry done")
+        assert done["state"] == "succeeded", done
+        steps = {s["name"]: s for s in done["steps"]}
+        assert steps["quick"]["reason"] == "kept"  # not run again
+        assert steps["after"]["state"] == "succeeded"
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(timeout=60)

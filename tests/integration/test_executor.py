@@ -166,9 +166,25 @@ def test_the_job_is_the_child_of_a_spawner_not_of_corral(runs: Runs) -> None:
     started = runs.start(("/bin/sleep", "0.5"))
     parent = psutil.Process(started.pid).parent()
     assert parent is not None and parent.pid != os.getpid()
-    assert parent.cmdline()[-2].endswith("corral/spawner.py")
+    assert parent.cmdline()[-3].endswith("corral/spawner.py")
     assert psutil.Process(started.pid).cmdline() == ["/bin/sleep", "0.5"]  # no wrapper around it
     assert runs.outcome(started.run_id).exit_code == 0
+
+
+def test_exit_files_are_written_only_for_statuses_the_caller_did_not_record(runs: Runs) -> None:
+    # A file per run costs more than the run on some disks and matters only
+    # after a crash: the spawner writes the statuses corral has not stored
+    # when corral goes away (here: the supervisor closes its spawners).
+    recorded = runs.run(("/bin/sh", "-c", "exit 2"))
+    runs.supervisor.recorded([recorded.run_id])
+    unrecorded = runs.run(("/bin/sh", "-c", "exit 5"))  # its request tells the spawner about the first
+    exits = runs.workdir / "exits"
+    assert not (exits / f"{recorded.run_id}.exit").exists()
+    assert not (exits / f"{unrecorded.run_id}.exit").exists()
+    runs.supervisor.close()
+    assert eventually(lambda: (exits / f"{unrecorded.run_id}.exit").exists())
+    assert executor.read_exit_file(exits / f"{unrecorded.run_id}.exit") == 5
+    assert not (exits / f"{recorded.run_id}.exit").exists()
 
 
 def test_a_burst_is_split_over_the_spawners(runs: Runs) -> None:

@@ -1,0 +1,142 @@
+"""The spawner process (corral/spawner.py) spoken to through its own protocol,
+as corral up speaks it: real processes, real sockets."""
+
+from __future__ import annotations
+
+import marshal
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import corral
+
+SPAWNER = str(Path(corral.__file__).with_name("spawner.py"))
+FRAME = struct.Struct("!I")
+
+
+def _exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "the spawner closed the socket"
+        data += chunk
+    return data
+
+
+class Spawner:
+    def __init__(self) -> None:
+        self.requests, theirs = socket.socketpair()
+        self.notices, their_notices = socket.socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", SPAWNER, str(theirs.fileno()), str(their_notices.fileno())],
+            pass_fds=(theirs.fileno(), their_notices.fileno()),
+            start_new_session=True,
+        )
+        theirs.close()
+        their_notices.close()
+        self.requests.settimeout(10)
+        self.notices.settimeout(10)
+        assert self.reply()[0] == "ready"
+
+    def reply(self) -> Any:
+        return marshal.loads(_exact(self.requests, FRAME.unpack(_exact(self.requests, FRAME.size))[0]))
+
+    def notice(self) -> Any:
+        return marshal.loads(_exact(self.notices, FRAME.unpack(_exact(self.notices, FRAME.size))[0]))
+
+    def ask(self, *message: Any) -> Any:
+        data = marshal.dumps(message)
+        self.requests.sendall(FRAME.pack(len(data)) + data)
+        return self.reply()
+
+    def spawn(self, argv: list[str], folder: Path, key: int = 1) -> int:
+        kind, items = self.ask("spawn", [
+            (key, argv[0], argv, dict(os.environ), str(folder), str(folder / f"{key}.log"), str(folder / f"{key}.exit"))
+        ])
+        assert kind == "spawned"
+        _, pid, _wall, _mono, error, text, watched = items[0]
+        assert pid and error is None and watched, text
+        return pid
+
+    def hang_up(self) -> None:
+        """What a kill -9 of corral up does to the spawner's sockets."""
+        self.requests.close()
+        self.proc.wait(timeout=10)
+        self.notices.close()
+
+
+@pytest.fixture
+def spawner() -> Iterator[Spawner]:
+    s = Spawner()
+    yield s
+    if s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.wait(timeout=10)
+
+
+def test_a_job_that_leaves_nothing_behind_is_reaped_at_once_and_its_end_told(spawner: Spawner, tmp_path: Path) -> None:
+    pid = spawner.spawn(["/bin/sh", "-c", "exit 7"], tmp_path)
+    kind, items = spawner.notice()
+    assert kind == "ended"
+    assert [(p, code, sig) for p, code, sig, *_ in items] == [(pid, 7, None)]
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).ppid() != spawner.proc.pid  # reaped
+    # Not recorded by anyone: written down when the main process goes away.
+    assert not (tmp_path / "1.exit").exists()
+    spawner.hang_up()
+    assert (tmp_path / "1.exit").read_text() == "7\n"
+
+
+def test_a_status_the_main_process_recorded_gets_no_exit_file(spawner: Spawner, tmp_path: Path) -> None:
+    spawner.spawn(["/bin/sh", "-c", "kill -TERM $$"], tmp_path, key=1)
+    kind, items = spawner.notice()
+    assert kind == "ended" and items[0][1:3] == (None, 15)
+    spawner.spawn(["/bin/sh", "-c", "exit 0"], tmp_path, key=2)
+    assert spawner.notice()[0] == "ended"
+    # The next request says the first status is in the store; the second is not.
+    assert spawner.ask("spawn", [], [str(tmp_path / "1.exit")]) == ("spawned", [])
+    spawner.hang_up()
+    assert not (tmp_path / "1.exit").exists()
+    assert (tmp_path / "2.exit").read_text() == "0\n"
+
+
+def test_a_job_that_left_a_process_behind_is_held_until_the_main_process_asks(
+    spawner: Spawner, tmp_path: Path
+) -> None:
+    pid = spawner.spawn(["/bin/sh", "-c", "sleep 30 & exit 3"], tmp_path)
+    assert spawner.notice() == ("held", [pid])
+    # Still a zombie: its process group id cannot be reused while the
+    # leftover (now the spawner's child) is dealt with.
+    assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    leftovers = [p for p in psutil.Process(spawner.proc.pid).children() if p.pid != pid]
+    assert [p.cmdline() for p in leftovers] == [["sleep", "30"]]
+    leftovers[0].kill()
+    deadline = time.monotonic() + 10
+    while leftovers[0].status() != psutil.STATUS_ZOMBIE:  # ended; the spawner reaps it with the job
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    kind, items = spawner.ask("reap", [pid])
+    assert kind == "reaped" and [(p, code, sig) for p, code, sig, *_ in items] == [(pid, 3, None)]
+    assert not psutil.pid_exists(pid)
+    while psutil.Process(spawner.proc.pid).children():  # the leftover is reaped right after
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    spawner.hang_up()
+
+
+def test_the_spawner_leaves_when_the_main_process_is_gone_and_its_jobs_have_ended(
+    spawner: Spawner, tmp_path: Path
+) -> None:
+    spawner.spawn(["/bin/sh", "-c", "sleep 0.5; exit 4"], tmp_path)
+    started = time.monotonic()
+    spawner.hang_up()  # waits for the spawner to exit
+    assert time.monotonic() - started >= 0.4  # it stayed for its job
+    assert (tmp_path / "1.exit").read_text() == "4\n"
