@@ -1110,16 +1110,16 @@ class Supervisor:
                     lane.close(idle=False)  # reaped once it has exited
             self._lanes = [lane for lane in self._lanes if not lane.broken]
             want = 1 if count < _MIN_SPLIT else LANES
-            added = False
+            added: list[_Lane] = []
             while len(self._lanes) < want:
-                lane = _Lane()
-                self._lanes.append(lane)
-                with self._lock:
-                    self._new_lanes.append(lane)
-                added = True
+                added.append(_Lane())
+                self._lanes.append(added[-1])
             self._lanes_used = time.monotonic()
             lanes = self._lanes[:want]
         if added:
+            # Not under _lanes_lock: _close_idle_lanes takes the two locks the other way round.
+            with self._lock:
+                self._new_lanes.extend(added)
             self._wake()
         return lanes
 
@@ -1781,9 +1781,10 @@ class Supervisor:
             self._pending.clear()
             self._idle.notify_all()
             self._selector.close()
-            for lane in self._watched_lanes:
+            for lane in [*self._watched_lanes, *self._new_lanes]:
                 lane.notices.close()
             self._watched_lanes.clear()
+            self._new_lanes.clear()
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1

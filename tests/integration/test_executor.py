@@ -171,6 +171,35 @@ def test_the_job_is_the_child_of_a_spawner_not_of_corral(runs: Runs) -> None:
     assert runs.outcome(started.run_id).exit_code == 0
 
 
+def test_starting_spawners_while_idle_ones_are_stopped_does_not_deadlock(
+    runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # corral up warms the spawners before a slot while the supervisor thread
+    # stops idle ones: the two take the supervisor's locks in turn.
+    monkeypatch.setattr(executor, "LANE_IDLE", 0.0)  # every wake-up with nothing running stops them
+    stop = threading.Event()
+
+    def wake_often() -> None:
+        while not stop.is_set():
+            runs.supervisor._wake()
+            time.sleep(0.0002)
+
+    def churn() -> None:
+        for _ in range(40):
+            runs.run(("/bin/true",))  # nothing runs now: the spawners may stop any moment
+            runs.supervisor.warm()  # start them again meanwhile
+
+    waker = threading.Thread(target=wake_often, daemon=True)
+    worker = threading.Thread(target=churn, daemon=True)
+    waker.start()
+    worker.start()
+    worker.join(timeout=60)
+    stop.set()
+    waker.join(timeout=10)
+    assert not worker.is_alive(), "warm() and the idle stop of spawners deadlocked"
+    assert runs.run(("/bin/true",)).exit_code == 0
+
+
 def test_exit_files_are_written_only_for_statuses_the_caller_did_not_record(runs: Runs) -> None:
     # A file per run costs more than the run on some disks and matters only
     # after a crash: the spawner writes the statuses corral has not stored
