@@ -75,6 +75,13 @@ class Alert:
 _FAILING = {t.FAILED: "failure", t.TIMED_OUT: "timeout", t.LOST: "lost"}
 
 
+def _may_alert(event: Event) -> bool:
+    """Whether :func:`evaluate` can do anything with this event."""
+    if event.type == "monitor.transition":
+        return True
+    return event.type in ("run.transition", "run.created") and event.new_state in t.FINAL_STATES
+
+
 def evaluate(
     event: Event, conditions: Mapping[str, Mapping[str, Any]], rule: Rule, now: datetime
 ) -> tuple[list[dict[str, Any]], list[Alert]]:
@@ -85,7 +92,7 @@ def evaluate(
     skips matter; everything else returns nothing."""
     if event.type == "monitor.transition":
         return evaluate_monitor(event, conditions, rule, now)
-    if event.type not in ("run.transition", "run.created") or event.new_state not in t.FINAL_STATES:
+    if not _may_alert(event):
         return [], []
     writes: list[dict[str, Any]] = []
     alerts: list[Alert] = []
@@ -402,6 +409,8 @@ class Notifier:
         outbox: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
         for event in batch:
+            if not _may_alert(event):
+                continue  # most events (a run created or started) cannot change a condition
             if event.job not in conditions:
                 conditions[event.job] = self.store.alert_states(event.job)
             rule = self.rule_for(event.job)
