@@ -329,6 +329,18 @@ def _retries_shorthand(value: Any) -> Any:
     return value
 
 
+def _retry_policy(retries: _Retries) -> spec.RetryPolicy:
+    return spec.RetryPolicy(
+        attempts=retries.attempts,
+        backoff=retries.backoff,
+        factor=retries.factor,
+        max_backoff=retries.max_backoff,
+        jitter=retries.jitter,
+        exit_codes=None if retries.exit_codes is None else tuple(dict.fromkeys(retries.exit_codes)),
+        on=tuple(dict.fromkeys(retries.on)),
+    )
+
+
 def _catchup_shorthand(value: Any) -> Any:
     return {"mode": value} if isinstance(value, str) else value
 
@@ -482,7 +494,7 @@ class _Step(_Strict):
         return self
     needs: Annotated[list[str], BeforeValidator(_one_or_list)] = []
     timeout: PositiveDuration | None = None
-    retries: Annotated[int, Field(ge=0)] = 0
+    retries: Annotated[_Retries, BeforeValidator(_retries_shorthand)] = _Retries()
     env: Annotated[dict[str, str], AfterValidator(_check_env)] = {}
     cwd: str | None = None
     continue_on_failure: bool = False
@@ -583,7 +595,16 @@ _EXPECT: dict[str, str] = {
     "steps.needs": "a list of step names like [fetch, clean]",
     "steps.needs.*": "a step name",
     "steps.timeout": _DURATION,
-    "steps.retries": "a whole number of 0 or more",
+    "steps.retries": "a number of attempts like 3, or a mapping like {attempts: 3, backoff: 30s}",
+    "steps.retries.attempts": "a whole number of 0 or more",
+    "steps.retries.backoff": _DURATION,
+    "steps.retries.factor": "a number of 1 or more, like 2",
+    "steps.retries.max_backoff": _DURATION,
+    "steps.retries.jitter": "a fraction from 0 to 1, like 0.1",
+    "steps.retries.exit_codes": "a list of exit codes from 1 to 255, like [1, 75]",
+    "steps.retries.exit_codes.*": "an exit code from 1 to 255",
+    "steps.retries.on": "a list of failed, timed_out",
+    "steps.retries.on.*": "one of failed, timed_out",
     "steps.env": "a mapping of NAME: value, like {LANG: C.UTF-8}",
     "steps.env.*": "an env value (text, a number or true/false)",
     "steps.cwd": "a directory path",
@@ -1392,7 +1413,7 @@ class _Checker:
                     shell=shell,
                     needs=tuple(dict.fromkeys(step.needs)),
                     timeout=step.timeout,
-                    retries=step.retries,
+                    retries=_retry_policy(step.retries),
                     env=tuple(step.env.items()),
                     cwd=None if step.cwd is None else _resolve(self.base, step.cwd),
                     continue_on_failure=step.continue_on_failure,
@@ -1649,15 +1670,7 @@ class _Checker:
             min_gap=model.min_gap,
             timeout=model.timeout,
             kill_grace=model.kill_grace,
-            retries=spec.RetryPolicy(
-                attempts=retries.attempts,
-                backoff=retries.backoff,
-                factor=retries.factor,
-                max_backoff=retries.max_backoff,
-                jitter=retries.jitter,
-                exit_codes=None if retries.exit_codes is None else tuple(dict.fromkeys(retries.exit_codes)),
-                on=tuple(dict.fromkeys(retries.on)),
-            ),
+            retries=_retry_policy(retries),
             catchup=spec.CatchupPolicy(mode=model.catchup.mode, window=model.catchup.window),
             start_deadline=model.start_deadline,
             enabled=model.enabled,

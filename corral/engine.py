@@ -156,6 +156,9 @@ class Engine:
             dirty = True
         if self._next_start is not None and now >= self._next_start:
             dirty = True
+        step_retry = self.worker.next_step_retry()
+        if step_retry is not None and now >= step_retry:
+            dirty = True  # dispatch starts the pipeline steps whose retry delay is over
         for job in self.worker.finished_jobs:
             self.scheduler.forget_due(job)
         self.worker.finished_jobs.clear()
@@ -179,7 +182,8 @@ class Engine:
                 self.monitors.check(now)
             except errors.CorralError as exc:
                 log.error("monitors: %s", exc)
-        wake_at = [w for w in (next_slot, self._next_start, self.monitors.next_check) if w is not None]
+        step_retry = self.worker.next_step_retry()
+        wake_at = [w for w in (next_slot, self._next_start, self.monitors.next_check, step_retry) if w is not None]
         sleep = max(0.0, self._next_poll - time.monotonic())
         if wake_at:
             sleep = min(sleep, max(0.0, (min(wake_at) - self.clock.now()).total_seconds()))

@@ -17,7 +17,7 @@ import heapq
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from corral.spec import StepSpec
@@ -131,6 +131,7 @@ def plan(
     *,
     parallelism: int,
     stopping: tuple[str, str] | None = None,
+    held: Collection[str] = (),
 ) -> Plan:
     """What to do with the pending steps of a run, given every step's state.
 
@@ -138,7 +139,9 @@ def plan(
     (cancel, timeout, shutdown): then nothing starts and every pending step is
     skipped with that reason. Otherwise a pending step whose needs did not all
     pass is skipped with reason ``upstream_failed``, and the pending steps
-    whose needs all passed start, in file order, up to ``parallelism``."""
+    whose needs all passed start, in file order, up to ``parallelism``;
+    except the ``held`` ones (waiting out the delay before a retry), which
+    stay pending."""
     by_name = {step.name: step for step in steps}
     position = {step.name: index for index, step in enumerate(steps)}
     current = dict(states)
@@ -168,7 +171,7 @@ def plan(
             verb = "was skipped" if state == SKIPPED else f"ended {state}"
             skips.append(Skip(step.name, UPSTREAM_FAILED, f"not run: step {need} {verb}"))
             current[step.name] = SKIPPED
-        elif not waiting:
+        elif not waiting and step.name not in held:
             ready.append(step.name)
     running = sum(1 for state in current.values() if state == RUNNING)
     room = max(0, parallelism - running)

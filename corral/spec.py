@@ -96,8 +96,8 @@ class StepSpec:
     shell: bool
     needs: tuple[str, ...] = ()
     timeout: timedelta | None = None
-    retries: int = 0
-    """How many times a failed step is started again at once (0 = never)."""
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    """When a failed or timed-out step is started again, and after what delay."""
     env: tuple[tuple[str, str], ...] = ()
     cwd: Path | None = None
     continue_on_failure: bool = False

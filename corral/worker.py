@@ -75,6 +75,8 @@ class _Pipeline:
     """(reason, message) once the run is being cancelled, replaced, timed out or shut down."""
     running: dict[int, str] = field(default_factory=dict)
     """step row id -> step name of the steps with a live process."""
+    retry_at: dict[str, datetime] = field(default_factory=dict)
+    """step name -> when its next try may start (steps waiting out a retry delay)."""
     unwritten: list[tuple[int, str, dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
     """Step changes made in memory and not yet in the store (see Worker._write_steps)."""
 
@@ -187,7 +189,31 @@ class Worker:
         that still need admitting."""
         before = self.triggered
         next_at = self._dispatch(now)
+        retry_at = self._retry_steps(now)
+        if retry_at is not None and (next_at is None or retry_at < next_at):
+            next_at = retry_at
         return now if self.triggered != before else next_at
+
+    def _retry_steps(self, now: datetime) -> datetime | None:
+        """Start the pipeline steps whose retry delay is over (or stop a run
+        whose timeout came while it waited); returns :meth:`next_step_retry`."""
+        for pr in list(self._pipelines.values()):
+            if pr.retry_at and (min(pr.retry_at.values()) <= now or (pr.deadline is not None and now >= pr.deadline)):
+                self._advance(pr, now)
+        return self.next_step_retry()
+
+    def next_step_retry(self) -> datetime | None:
+        """When a pipeline step waiting out its retry delay may start (or its
+        run's timeout comes first): the engine wakes then."""
+        next_at: datetime | None = None
+        for pr in self._pipelines.values():
+            if not pr.retry_at:
+                continue
+            soonest = min(pr.retry_at.values())
+            if pr.deadline is not None and pr.stopping is None:
+                soonest = min(soonest, pr.deadline)
+            next_at = soonest if next_at is None or soonest < next_at else next_at
+        return next_at
 
     def _dispatch(self, now: datetime) -> datetime | None:
         if not self.accepting:
@@ -674,7 +700,11 @@ class Worker:
                 self._stop_pipeline(pr, "timeout", now)
                 return
             states = {name: step.state for name, step in pr.steps.items()}
-            decided = pipeline.plan(pr.job.steps, states, parallelism=pr.job.parallelism, stopping=pr.stopping)
+            for name in [n for n, at in pr.retry_at.items() if at <= now or states.get(n) != t.PENDING]:
+                del pr.retry_at[name]
+            decided = pipeline.plan(
+                pr.job.steps, states, parallelism=pr.job.parallelism, stopping=pr.stopping, held=pr.retry_at
+            )
             if decided.skip:
                 changes = [
                     (pr.steps[s.name].id, t.SKIPPED, dict(reason=s.reason, message=s.message)) for s in decided.skip
@@ -816,14 +846,21 @@ class Worker:
             )
             if row.started_at is None:
                 values["started_at"] = outcome.ended_at
-            if state in (t.FAILED, t.TIMED_OUT) and row.attempt <= step.retries and pr.stopping is None and self.accepting:
+            retry = policy.should_retry(step.retries, state=state, exit_code=outcome.exit_code, attempt=row.attempt)
+            if retry and pr.stopping is None and self.accepting:
+                delay = policy.retry_delay(step.retries, attempt=row.attempt, rng=self.rng)
+                if delay > timedelta(0):
+                    pr.retry_at[name] = now + delay
+                when = f", next try in {durations.format(delay)}" if delay > timedelta(0) else ""
                 values.update(
                     attempt=row.attempt + 1,
-                    message=f"retry {row.attempt} of {step.retries} after attempt {row.attempt} {state}: {message}",
+                    message=f"retry {row.attempt} of {step.retries.attempts} after attempt {row.attempt} {state}"
+                    f"{when}: {message}",
                 )
                 values.pop("ended_at")
                 changes.append((step_id, t.PENDING, values))
-                log.info("step %s of run %s %s; retrying (%s of %s)", name, pr.run.id, state, row.attempt, step.retries)
+                log.info("step %s of run %s %s; retrying (%s of %s) in %s", name, pr.run.id, state, row.attempt,
+                         step.retries.attempts, durations.format(delay))
                 continue
             changes.append((step_id, state, values))
             log.info("step %s of run %s %s: %s", name, pr.run.id, state, message)

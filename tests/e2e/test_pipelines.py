@@ -231,7 +231,7 @@ jobs:
     kill_grace: 1s
     parallelism: 2
     steps:
-      - {name: flaky, run: "echo x >> tries; test $(wc -l < tries) -ge 2", retries: 2}
+      - {name: flaky, run: "echo x >> tries; test $(wc -l < tries) -ge 2", retries: {attempts: 2, backoff: 0s}}
       - {name: hang, run: "sleep 300"}
       - {name: never, run: "true", needs: [hang]}
 """,
@@ -245,3 +245,39 @@ jobs:
     assert (steps["never"].state, steps["never"].reason) == (t.SKIPPED, "timeout")
     assert (tmp_path / "tries").read_text().count("x") == 2
     assert os.path.exists(steps["hang"].log_path)
+
+
+def test_a_step_retry_waits_out_its_backoff_and_a_run_timeout_is_not_held_up_by_one(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """
+jobs:
+  flaky:
+    steps:
+      - {name: fetch, run: "date +%s.%N >> tries; test $(wc -l < tries) -ge 2",
+         retries: {attempts: 2, backoff: 1500ms, jitter: 0}}
+      - {name: after, run: "true", needs: [fetch]}
+  patient:
+    timeout: 1s
+    steps:
+      - {name: never-good, run: "exit 75", retries: {attempts: 3, backoff: 1h, exit_codes: [75]}}
+""",
+    )
+    with running_engine(path) as (engine, store):
+        flaky = _finished(store, _trigger(engine, store, "flaky"))
+        steps = _steps(store, flaky.id)
+        started = datetime.now(timezone.utc)
+        patient = _finished(store, _trigger(engine, store, "patient"))
+        waited = (datetime.now(timezone.utc) - started).total_seconds()
+        patient_steps = _steps(store, patient.id)
+    assert flaky.state == t.SUCCEEDED
+    assert (steps["fetch"].state, steps["fetch"].attempt) == (t.SUCCEEDED, 2)
+    first, second = (float(x) for x in (tmp_path / "tries").read_text().split())
+    assert second - first >= 1.5  # the backoff, not at once
+    assert steps["after"].state == t.SUCCEEDED
+    # The retry would come in an hour; the run's timeout of 1 s ends it first.
+    assert patient.state == t.TIMED_OUT, patient.message
+    assert waited < 10
+    step = patient_steps["never-good"]
+    assert (step.state, step.attempt) == (t.SKIPPED, 2)
+    assert step.reason == "timeout"

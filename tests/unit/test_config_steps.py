@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,8 @@ def test_a_pipeline_job_reads_into_steps_with_numbers_as_names() -> None:
                 params: {n: {type: int, default: 3}, tag: {default: 7}}
                 steps:
                   - {name: 31, run: ["echo", 1], env: {N: 5}, timeout: 1h, retries: 2}
-                  - {name: b, run: "echo b", needs: 31, continue_on_failure: true}
+                  - {name: b, run: "echo b", needs: 31, continue_on_failure: true,
+                     retries: {attempts: 1, backoff: 5m, exit_codes: [75]}}
             """
         ),
         environ={},
@@ -158,8 +160,10 @@ def test_a_pipeline_job_reads_into_steps_with_numbers_as_names() -> None:
     job = cfg.jobs["p"]
     assert job.command == () and job.is_pipeline and job.parallelism == 2
     first, second = job.steps
-    assert (first.name, first.command, first.env, first.retries) == ("31", ("echo", "1"), (("N", "5"),), 2)
+    assert (first.name, first.command, first.env, first.retries.attempts) == ("31", ("echo", "1"), (("N", "5"),), 2)
+    assert first.retries.backoff == timedelta(seconds=10)  # as for a job
     assert (second.needs, second.shell, second.continue_on_failure) == (("31",), True, True)
+    assert (second.retries.attempts, second.retries.backoff, second.retries.exit_codes) == (1, timedelta(minutes=5), (75,))
     assert [(p.name, p.type, p.default) for p in job.params] == [("n", "int", 3), ("tag", "string", "7")]
 
 
