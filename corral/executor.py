@@ -1002,7 +1002,7 @@ class Supervisor:
         self._lanes: list[_Lane] = []
         self._lanes_used = 0.0
         self._unwatched: list[tuple[_Lane, int]] = []
-        self._discard: set[tuple[int, int]] = set()
+        self._discard: set[tuple[_Lane, int]] = set()
         """(lane, pid) of jobs killed right after their start; their notices are ignored."""
         self._new_lanes: list[_Lane] = []
         self._reported: dict[int, tuple[_Lane, str]] = {}
@@ -1011,10 +1011,11 @@ class Supervisor:
         # Supervisor thread only:
         self._watched_lanes: set[_Lane] = set()
         """Lanes whose notice socket is in the selector (closed once their spawner ends)."""
-        self._awaiting: dict[tuple[int, int], _Run] = {}
+        self._awaiting: dict[tuple[_Lane, int], _Run] = {}
         """(lane, pid) -> a running run whose end its spawner will tell."""
-        self._early: dict[tuple[int, int], tuple[str, Any]] = {}
-        """Notices that came before the run they are about was registered."""
+        self._early: dict[tuple[_Lane, int], tuple[str, Any]] = {}
+        """Notices that came before the run they are about was registered.
+        (Keys hold the lane itself, not its id: a closed lane's id can be reused.)"""
         self._noticed: list[tuple[_Run, _Reaped | None]] = []
         """Runs whose spawner told their end (a status, or None: held for a leftover check)."""
 
@@ -1202,7 +1203,7 @@ class Supervisor:
             _killpg(pid, signal.SIGKILL)
             self._unwatched.append((lane, pid))
             with self._lock:
-                self._discard.add((id(lane), pid))
+                self._discard.add((lane, pid))
             return self._not_started(launch, _Failure("spawn_failed", f"cannot watch the process: {exc.strerror}"))
         started_at = datetime.fromtimestamp(wall, timezone.utc)
         return _Spawned(launch, lane, pid, pidfd, request.token, mono, started_at, watched)
@@ -1406,7 +1407,7 @@ class Supervisor:
                 self._watched_lanes.add(lane)
             for run in pending:
                 if run.lane is not None and run.watched:
-                    key = (id(run.lane), run.pid)
+                    key = (run.lane, run.pid)
                     early = self._early.pop(key, None)
                     if early is not None:
                         self._noticed.append((run, early[1]))
@@ -1521,7 +1522,7 @@ class Supervisor:
             for item in items:
                 pid = item[0] if kind == "ended" else item
                 reaped = _Reaped(item[1], item[2], item[3] + item[4], item[5]) if kind == "ended" else None
-                key = (id(lane), pid)
+                key = (lane, pid)
                 with self._lock:
                     if key in self._discard:
                         self._discard.discard(key)
