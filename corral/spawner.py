@@ -2,7 +2,8 @@
 
 ``corral up`` does not start jobs itself. It talks to one or two spawner
 processes (``python -I -S spawner.py FD NOTICE_FD``, standard library only,
-about 10 MB) over two sockets, and each spawner is the parent of the jobs it started. Why:
+about 10 MB) over two sockets, and each spawner is the parent of the jobs it
+started. Why:
 
 * A job's exit status can only be read by its parent. If corral's main process
   were the parent, a ``kill -9`` of it would hand the jobs to init, which reaps
@@ -31,9 +32,9 @@ each answered by one reply:
     no notice of its end, and the main process watches it itself.
 ``("reap", [pid, ...])``
     Each pid has exited and the main process has dealt with what the job
-    left behind. Reap it, reply ``("reaped", [(pid,
-    exit_code, signal, user_cpu, system_cpu, maxrss_kib), ...])``; exit_code
-    and signal are None for a pid that is not our child.
+    left behind. Reap it, reply ``("reaped", [(pid, exit_code, signal,
+    user_cpu, system_cpu, maxrss_kib), ...])``; exit_code and signal are None
+    for a pid that is not our child.
 
 A request may carry a third item: the exit paths of jobs whose status the
 main process has recorded in its store. The spawner keeps every status it
@@ -41,7 +42,8 @@ has reported until then, and writes the exit files of those not recorded
 only when the main process goes away: a file per run costs more than
 starting the run on some disks, and is needed only after a crash.
 
-On the second socket, notices from the spawner alone, one when a watched job ends:
+On the second socket, notices from the spawner alone, one when a watched job
+ends:
 
 ``("ended", [(pid, exit_code, signal, user_cpu, system_cpu, maxrss_kib), ...])``
     The job ended and left nothing behind, so the spawner reaped it at once
