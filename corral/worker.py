@@ -546,6 +546,12 @@ class Worker:
                     continue
             code = executor.exit_status(exit_path, run.pid, run.proc_start)
             if code is not None:
+                # It ended while corral was down, and nobody looked for what it
+                # left behind: those processes still carry its run id.
+                leftovers = executor.kill_marked(
+                    {"CORRAL_RUN_ID": str(run.id), "CORRAL_NODE": run.node or ""},
+                    grace=job.kill_grace.total_seconds() if job else 5.0,
+                )
                 outcome = executor.Outcome(
                     run_id=run.id,
                     exit_code=code if code < 128 else None,
@@ -560,6 +566,7 @@ class Worker:
                     error=None,
                     reason=None,
                     adopted=True,
+                    orphans_killed=leftovers,
                 )
                 self.record_many([outcome], now)
                 continue

@@ -149,3 +149,40 @@ def test_a_step_that_ended_while_corral_was_down_keeps_its_status_and_the_retry_
         if up.poll() is None:
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=60)
+
+
+LEAVER = """
+jobs:
+  leaver:
+    kill_grace: 1s
+    run: "sleep 300 & echo $! > leftover.pid; sleep 2; exit 4"
+"""
+
+
+def test_what_a_run_left_behind_while_corral_was_down_is_stopped_on_restart(tmp_path: Path) -> None:
+    path = write_config(tmp_path, LEAVER)
+    log = tmp_path / "up.log"
+    up = start_corral_up(path, log)
+    leftover = None
+    try:
+        wait_for(lambda: (tmp_path / ".corral" / "corral.db").exists(), what="store created")
+        run_id = json.loads(run_cli(path, "trigger", "leaver", "--json").stdout)["id"]
+        wait_for(lambda: _run(path, run_id)["pid"] and (tmp_path / "leftover.pid").exists(), what="run started")
+        pid = _run(path, run_id)["pid"]
+        leftover = int(wait_for(lambda: (tmp_path / "leftover.pid").read_text().strip(), what="leftover pid"))
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait(timeout=10)
+        wait_for(lambda: not pid_alive(pid), timeout=15, what="the run's own process ended")
+        assert pid_alive(leftover)  # nobody was there to stop it
+
+        up = start_corral_up(path, log)
+        done = wait_for(lambda: (r := _run(path, run_id))["state"] in t.FINAL_STATES and r, what="run recorded")
+        assert done["state"] == "failed" and done["exit_code"] == 4, done
+        assert "1 leftover background process(es) killed" in done["message"]
+        assert wait_for(lambda: not pid_alive(leftover), what="leftover stopped")
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(timeout=60)
+        if leftover is not None and pid_alive(leftover):
+            os.kill(leftover, signal.SIGKILL)
