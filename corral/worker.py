@@ -858,7 +858,8 @@ class Worker:
                 delay = policy.retry_delay(step.retries, attempt=row.attempt, rng=self.rng)
                 if delay > timedelta(0):
                     pr.retry_at[name] = now + delay
-                when = f", next try in {durations.format(delay)}" if delay > timedelta(0) else ""
+                at = now + delay
+                when = f", next try at {at:%H:%M:%S} UTC (in {durations.format(delay)})" if delay > timedelta(0) else ""
                 values.update(
                     attempt=row.attempt + 1,
                     message=f"retry {row.attempt} of {step.retries.attempts} after attempt {row.attempt} {state}"
