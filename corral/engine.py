@@ -242,6 +242,7 @@ class Engine:
         """Stop scheduling, let running jobs finish within the drain period, then
         terminate what is left and record it."""
         self.worker.accepting = False
+        self.worker.stop_idle_pipelines(self.clock.now())
         drain = self.cfg.settings.drain.total_seconds()
         if self.supervisor.running():
             log.info("draining %d running run(s) for up to %ss", len(self.supervisor.running()), int(drain))
@@ -255,6 +256,7 @@ class Engine:
             self.supervisor.stop(run_id, "shutdown")
         self.supervisor.wait_idle(timeout=max(15.0, max((j.kill_grace.total_seconds() for j in self.cfg.jobs.values()), default=10.0) + 5))
         self._drain_outcomes(self.clock.now())
+        self.worker.stop_idle_pipelines(self.clock.now())
         self.supervisor.close()
         self._stop_notifier()
         if self._watch is not None:

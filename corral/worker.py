@@ -202,6 +202,14 @@ class Worker:
                 self._advance(pr, now)
         return self.next_step_retry()
 
+    def stop_idle_pipelines(self, now: datetime) -> None:
+        """At shutdown: pipeline runs with no step running (waiting out a
+        retry delay) end now, their pending steps skipped, instead of being
+        left running in the store with nothing to finish them."""
+        for pr in list(self._pipelines.values()):
+            if not pr.running:
+                self._advance(pr, now)
+
     def next_step_retry(self) -> datetime | None:
         """When a pipeline step waiting out its retry delay may start (or its
         run's timeout comes first): the engine wakes then."""

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from corral.engine import Engine
-from corral.store import Store
+from corral.store import Store, open_store
 from corral.store import tables as t
 from tests.e2e.helpers import pid_alive, run_cli, running_engine, wait_for, write_config
 
@@ -281,3 +281,33 @@ jobs:
     step = patient_steps["never-good"]
     assert (step.state, step.attempt) == (t.SKIPPED, 2)
     assert step.reason == "timeout"
+
+
+def test_a_run_waiting_to_retry_a_step_ends_at_shutdown_instead_of_staying_running(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """
+jobs:
+  waits:
+    steps:
+      - {name: fetch, run: "exit 3", retries: {attempts: 2, backoff: 1h}}
+      - {name: load, run: "true", needs: [fetch]}
+""",
+    )
+
+    def fetch_waits(store: Store, run_id: int) -> bool:
+        step = _steps(store, run_id).get("fetch")
+        return step is not None and step.state == t.PENDING and step.attempt == 2
+
+    with running_engine(path) as (engine, store):
+        run_id = _trigger(engine, store, "waits")
+        wait_for(lambda: fetch_waits(store, run_id), what="first try failed, its retry waiting")
+    # Leaving running_engine stopped the engine, as SIGTERM does.
+    reopened = open_store(f"sqlite:///{tmp_path / '.corral' / 'corral.db'}")
+    try:
+        run, steps = reopened.get_run(run_id), _steps(reopened, run_id)
+    finally:
+        reopened.close()
+    assert (run.state, run.reason) == (t.CANCELLED, "shutdown"), run.message
+    assert (steps["fetch"].state, steps["fetch"].reason) == (t.SKIPPED, "shutdown")
+    assert steps["load"].state == t.SKIPPED
