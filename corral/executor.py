@@ -1189,9 +1189,7 @@ class Supervisor:
             return self._not_started(launch, failure)
         try:
             pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            if not watched:  # pragma: no cover - only its spawner could have reaped it
-                raise
+        except ProcessLookupError if watched else ():
             # It ended already and its spawner reaped it (it left nothing
             # behind): the spawner's notice says how it ended.
             pidfd = -1

@@ -14,7 +14,6 @@ Step states are the run states that apply to one process: ``pending``,
 from __future__ import annotations
 
 import heapq
-
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence

@@ -189,18 +189,15 @@ class Worker:
         that still need admitting."""
         before = self.triggered
         next_at = self._dispatch(now)
-        retry_at = self._retry_steps(now)
-        if retry_at is not None and (next_at is None or retry_at < next_at):
-            next_at = retry_at
+        self._retry_steps(now)  # the engine wakes for these by next_step_retry
         return now if self.triggered != before else next_at
 
-    def _retry_steps(self, now: datetime) -> datetime | None:
+    def _retry_steps(self, now: datetime) -> None:
         """Start the pipeline steps whose retry delay is over (or stop a run
-        whose timeout came while it waited); returns :meth:`next_step_retry`."""
+        whose timeout came while it waited)."""
         for pr in list(self._pipelines.values()):
             if pr.retry_at and (min(pr.retry_at.values()) <= now or (pr.deadline is not None and now >= pr.deadline)):
                 self._advance(pr, now)
-        return self.next_step_retry()
 
     def stop_idle_pipelines(self, now: datetime) -> None:
         """At shutdown: pipeline runs with no step running (waiting out a
@@ -864,10 +861,10 @@ class Worker:
             retry = policy.should_retry(step.retries, state=state, exit_code=outcome.exit_code, attempt=row.attempt)
             if retry and pr.stopping is None and self.accepting:
                 delay = policy.retry_delay(step.retries, attempt=row.attempt, rng=self.rng)
+                when = ""
                 if delay > timedelta(0):
                     pr.retry_at[name] = now + delay
-                at = now + delay
-                when = f", next try at {at:%H:%M:%S} UTC (in {durations.format(delay)})" if delay > timedelta(0) else ""
+                    when = f", next try at {now + delay:%H:%M:%S} UTC (in {durations.format(delay)})"
                 values.update(
                     attempt=row.attempt + 1,
                     message=f"retry {row.attempt} of {step.retries.attempts} after attempt {row.attempt} {state}"
