@@ -23,7 +23,7 @@ from corral.scheduler import Scheduler
 from corral.spec import Config
 from corral.store import Store
 from corral.store.queries import default_node_name
-from corral.worker import Worker
+from corral.worker import Worker, handover_dir_for
 
 log = logging.getLogger("corral.engine")
 
@@ -59,7 +59,7 @@ class Engine:
         self._external = threading.Event()
         self._next_poll = 0.0
         self._next_start: datetime | None = None
-        self.supervisor = executor.Supervisor(on_exit=self._on_exit)
+        self.supervisor = executor.Supervisor(on_exit=self._on_exit, handover_dir=handover_dir_for(cfg.settings))
         self.scheduler = Scheduler(store, cfg.jobs)
         self.worker = Worker(store, self.supervisor, cfg.settings, cfg.jobs, node=self.node)
         self._config_mtime = self._mtime()

@@ -39,6 +39,8 @@ convention: ``128 + N`` means "killed by signal N".
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import marshal
@@ -571,6 +573,85 @@ def read_exit_file(exit_path: Path) -> int | None:
         return None
 
 
+HANDOVER_WAIT = 10.0
+"""Seconds a restarted corral waits at most for a dead one's spawners to write their exit files."""
+
+
+def _own_start_ticks() -> int:
+    proc = _read_proc(os.getpid())
+    return proc.start_ticks if proc is not None else 0
+
+
+def handover_lock_name(host: str, pid: int, start_ticks: int) -> str:
+    return f"{host}-{pid}-{start_ticks}.lock"
+
+
+def await_spawners(folder: Path, timeout: float = HANDOVER_WAIT) -> list[str]:
+    """Wait until the spawners of every corral process on this host that is
+    gone have written the exit statuses they held (see :mod:`corral.spawner`).
+
+    A spawner reaps a job that ended while corral was alive and keeps its
+    status in memory until corral says it is recorded; if corral dies first,
+    the spawner writes it to the run's exit file when it sees corral go.
+    Until then "the process is gone and there is no exit file" proves
+    nothing. Each spawner holds a shared lock on its corral process's file in
+    ``folder`` until its exit files are written: this takes each such lock
+    whose owner is gone, then removes the file. Files of live corral
+    processes (other workers sharing the folder) are left alone.
+
+    Returns the names of lock files still held after ``timeout`` seconds (a
+    spawner that is stopped or stuck): their statuses may come too late."""
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".lock")]
+    except OSError:
+        return []
+    host = socket.gethostname()
+    waiting: list[tuple[str, int]] = []
+    for name in names:
+        owner_host, _, rest = name[: -len(".lock")].rpartition("-")
+        owner_host, _, pid_text = owner_host.rpartition("-")
+        try:
+            pid, ticks = int(pid_text), int(rest)
+        except ValueError:
+            continue
+        if owner_host != host:
+            continue
+        proc = _read_proc(pid)
+        if proc is not None and proc.start_ticks == ticks and proc.state != "Z":
+            continue  # its corral is alive
+        try:
+            fd = os.open(folder / name, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        waiting.append((name, fd))
+    deadline = time.monotonic() + timeout
+    stuck: list[str] = []
+    try:
+        while waiting:
+            left: list[tuple[str, int]] = []
+            for name, fd in waiting:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    left.append((name, fd))
+                    continue
+                except OSError:
+                    pass
+                with contextlib.suppress(OSError):
+                    os.unlink(folder / name)
+                os.close(fd)
+            waiting = left
+            if waiting and time.monotonic() >= deadline:
+                stuck = [name for name, _ in waiting]
+                break
+            if waiting:
+                time.sleep(0.01)
+    finally:
+        for _, fd in waiting:
+            os.close(fd)
+    return stuck
+
+
 def _await_exit_file(exit_path: Path, pid: int, start_ticks: int, timeout: float = _EXIT_FILE_WAIT) -> int | None:
     """The exit file of a job that has ended, waiting while its spawner has not reaped it yet.
 
@@ -744,13 +825,16 @@ class _Lane:
     launches, the supervisor thread asks for reaps. Notices of ended jobs
     come on a second socket, which only the supervisor thread reads."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock_path: Path | None = None) -> None:
         _reap_lingering()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         notices, their_notices = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [sys.executable, "-I", "-S", _SPAWNER, str(theirs.fileno()), str(their_notices.fileno())]
+        if lock_path is not None:
+            argv.append(str(lock_path))
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", _SPAWNER, str(theirs.fileno()), str(their_notices.fileno())],
+                argv,
                 pass_fds=(theirs.fileno(), their_notices.fileno()),
                 # Not corral's stdout or stderr: the spawner may outlive corral,
                 # and must not keep a pipe that corral's caller reads open.
@@ -979,8 +1063,19 @@ class Supervisor:
     and does not stop the supervisor.
     """
 
-    def __init__(self, on_exit: Callable[[Outcome], None], *, orphan_grace: float = ORPHAN_GRACE) -> None:
+    def __init__(
+        self,
+        on_exit: Callable[[Outcome], None],
+        *,
+        orphan_grace: float = ORPHAN_GRACE,
+        handover_dir: Path | None = None,
+    ) -> None:
+        """``handover_dir``: where this process's spawners hold the lock that
+        :func:`await_spawners` waits on after a crash (None: no lock, for
+        supervisors whose runs nobody recovers)."""
         self._on_exit = on_exit
+        self._handover_dir = handover_dir
+        self._lock_path: Path | None = None
         self._orphan_grace = orphan_grace
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -1029,6 +1124,18 @@ class Supervisor:
                 return
             self._thread = threading.Thread(target=self._loop, name="corral-supervisor", daemon=True)
         self._thread.start()
+
+    def _handover_lock(self) -> Path | None:
+        """The lock file this process's spawners hold (created on first use). Under _lanes_lock."""
+        if self._lock_path is None and self._handover_dir is not None:
+            try:
+                self._handover_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.warning("spawners run without a handover lock: cannot create %s: %s", self._handover_dir, exc.strerror)
+                self._handover_dir = None
+                return None
+            self._lock_path = self._handover_dir / handover_lock_name(socket.gethostname(), os.getpid(), _own_start_ticks())
+        return self._lock_path
 
     def close(self) -> None:
         """Stop watching. Running jobs are NOT killed: a later Supervisor can adopt them.
@@ -1113,7 +1220,7 @@ class Supervisor:
             want = 1 if count < _MIN_SPLIT else LANES
             added: list[_Lane] = []
             while len(self._lanes) < want:
-                added.append(_Lane())
+                added.append(_Lane(self._handover_lock()))
                 self._lanes.append(added[-1])
             self._lanes_used = time.monotonic()
             lanes = self._lanes[:want]

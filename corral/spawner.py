@@ -1,7 +1,7 @@
 """The spawner: a small process that starts job processes and reaps them.
 
 ``corral up`` does not start jobs itself. It talks to one or two spawner
-processes (``python -I -S spawner.py FD NOTICE_FD``, standard library only,
+processes (``python -I -S spawner.py FD NOTICE_FD [LOCK]``, standard library only,
 about 10 MB) over two sockets, and each spawner is the parent of the jobs it
 started. Why:
 
@@ -68,11 +68,20 @@ child as it ends, writing a job's exit file before reaping it (so "the
 process is gone" implies "its exit file is written"), then exit once no
 child is left.
 
+LOCK, if given, is a file the spawner holds a shared ``flock`` on from
+before its first reply until it has written those exit files. A job it
+reaped while the main process was alive leaves no zombie behind, so "the
+process is gone and there is no exit file" is not proof that there never
+will be one: a restarted corral first waits until every spawner of the corral
+process that died has let go of that lock (see
+:func:`corral.executor.await_spawners`).
+
 Exit files hold one line, a shell-style status: the exit code, or 128 + N
 for a process killed by signal N (see :func:`corral.executor.read_exit_file`).
 """
 
 import errno
+import fcntl
 import marshal
 import os
 import resource
@@ -127,8 +136,9 @@ def _write_exit_file(path, exit_code, sig):
 
 
 class Spawner:
-    def __init__(self, sock_fd, notice_fd=None, subreaper=False):
+    def __init__(self, sock_fd, notice_fd=None, subreaper=False, lock_fd=None):
         self.fd = sock_fd
+        self.lock_fd = lock_fd  # holds a shared flock until the exit files are written
         self.notice_fd = notice_fd
         self.subreaper = subreaper
         self.exit_paths = {}  # pid -> exit file path, for every job not reaped yet
@@ -362,6 +372,9 @@ class Spawner:
             if kind == "reap":
                 self.reap_strays()
         self.write_exit_files()
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)  # releases the flock: every status is on disk now
+            self.lock_fd = None
         for pid in list(self.pidfds):
             self.unwatch(pid)
         self.selector.close()
@@ -412,18 +425,33 @@ def _become_subreaper():
         return False
 
 
+def _hold_lock(path):
+    """A shared flock on ``path`` (see LOCK above), or None if it cannot be had."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def main(argv):
     fd = int(argv[1])
     os.set_inheritable(fd, False)
     notice_fd = int(argv[2]) if len(argv) > 2 else None
     if notice_fd is not None:
         os.set_inheritable(notice_fd, False)
+    lock_fd = _hold_lock(argv[3]) if len(argv) > 3 else None
     subreaper = _become_subreaper()
     # Terminal signals are for the main process, which drains and stops the
     # jobs; the spawner must stay to reap them.
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
-    Spawner(fd, notice_fd, subreaper).serve()
+    Spawner(fd, notice_fd, subreaper, lock_fd).serve()
     return 0
 
 

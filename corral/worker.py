@@ -41,6 +41,13 @@ def exit_path_for(settings: Settings, job: str, run_id: int) -> Path:
     return settings.log_dir / job / f"{run_id}.exit"
 
 
+def handover_dir_for(settings: Settings) -> Path:
+    """Where the spawners of each corral process hold the lock a restart waits
+    on (see :func:`corral.executor.await_spawners`). Job names cannot start
+    with a dot, so no job's log folder is this one."""
+    return settings.log_dir / ".spawners"
+
+
 def step_dir_for(settings: Settings, job: str, run_id: int) -> Path:
     """Where a pipeline run keeps its steps' logs, exit files and outputs."""
     return settings.log_dir / job / str(run_id)
@@ -521,6 +528,14 @@ class Worker:
     def recover(self, now: datetime) -> None:
         """Deal with runs a previous corral process left running on this host."""
         host = socket.gethostname()
+        stuck = executor.await_spawners(handover_dir_for(self.settings))
+        if stuck:
+            log.warning(
+                "spawners of a previous corral process did not write their exit statuses within %.0fs (%s);"
+                " runs whose status they hold may be recorded lost",
+                executor.HANDOVER_WAIT,
+                ", ".join(stuck),
+            )
         for run in self.store.active_runs():
             if run.state != t.RUNNING or run.id in self.supervisor.running():
                 continue

@@ -17,7 +17,7 @@ from corral import executor
 
 def main() -> None:
     workdir, run_id, script = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    supervisor = executor.Supervisor(lambda outcome: None)
+    supervisor = executor.Supervisor(lambda outcome: None, handover_dir=workdir / "spawners")
     supervisor.start()
     result = supervisor.launch(
         executor.Launch(

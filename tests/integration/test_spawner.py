@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -18,6 +19,7 @@ import psutil
 import pytest
 
 import corral
+from corral import executor
 
 SPAWNER = str(Path(corral.__file__).with_name("spawner.py"))
 FRAME = struct.Struct("!I")
@@ -33,11 +35,12 @@ def _exact(sock: socket.socket, n: int) -> bytes:
 
 
 class Spawner:
-    def __init__(self) -> None:
+    def __init__(self, lock: Path | None = None) -> None:
         self.requests, theirs = socket.socketpair()
         self.notices, their_notices = socket.socketpair()
+        argv = [sys.executable, "-I", "-S", SPAWNER, str(theirs.fileno()), str(their_notices.fileno())]
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", SPAWNER, str(theirs.fileno()), str(their_notices.fileno())],
+            argv + ([str(lock)] if lock else []),
             pass_fds=(theirs.fileno(), their_notices.fileno()),
             start_new_session=True,
         )
@@ -140,3 +143,51 @@ def test_the_spawner_leaves_when_the_main_process_is_gone_and_its_jobs_have_ende
     spawner.hang_up()  # waits for the spawner to exit
     assert time.monotonic() - started >= 0.4  # it stayed for its job
     assert (tmp_path / "1.exit").read_text() == "4\n"
+
+
+def _dead_pid() -> int:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_restart_waits_for_the_statuses_a_dead_corrals_spawner_still_holds(tmp_path: Path) -> None:
+    folder = tmp_path / "spawners"
+    folder.mkdir()
+    lock = folder / executor.handover_lock_name(socket.gethostname(), _dead_pid(), 1)
+    spawner = Spawner(lock)
+    try:
+        spawner.spawn(["/bin/sh", "-c", "exit 5"], tmp_path)
+        assert spawner.notice()[0] == "ended"  # reaped at once: no zombie is left to show it ended
+        assert not (tmp_path / "1.exit").exists()  # corral was alive: no file
+        os.kill(spawner.proc.pid, signal.SIGSTOP)
+        spawner.requests.close()  # corral dies; its spawner has not seen it yet
+        assert executor.await_spawners(folder, timeout=0.3) == [lock.name]
+        assert not (tmp_path / "1.exit").exists()
+        os.kill(spawner.proc.pid, signal.SIGCONT)
+        assert executor.await_spawners(folder, timeout=10) == []
+        assert executor.read_exit_file(tmp_path / "1.exit") == 5
+        assert not lock.exists()
+        spawner.proc.wait(timeout=10)
+    finally:
+        spawner.notices.close()
+        if spawner.proc.poll() is None:
+            os.kill(spawner.proc.pid, signal.SIGCONT)
+            spawner.proc.kill()
+            spawner.proc.wait(timeout=10)
+
+
+def test_the_lock_of_a_live_corral_is_left_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "spawners"
+    folder.mkdir()
+    me = psutil.Process()
+    ticks = int(Path(f"/proc/{me.pid}/stat").read_text().rpartition(")")[2].split()[19])
+    lock = folder / executor.handover_lock_name(socket.gethostname(), me.pid, ticks)
+    spawner = Spawner(lock)
+    try:
+        assert executor.await_spawners(folder, timeout=5) == []  # a wait on it would end with its name
+        assert lock.exists()
+    finally:
+        spawner.hang_up()
+    assert executor.await_spawners(folder, timeout=5) == []  # we are alive: still ours
+    assert lock.exists()
