@@ -84,6 +84,8 @@ def spawner() -> Iterator[Spawner]:
     if s.proc.poll() is None:
         s.proc.kill()
         s.proc.wait(timeout=10)
+    s.requests.close()
+    s.notices.close()
 
 
 def test_a_job_that_leaves_nothing_behind_is_reaped_at_once_and_its_end_told(spawner: Spawner, tmp_path: Path) -> None:
@@ -119,10 +121,13 @@ def test_a_job_that_left_a_process_behind_is_held_until_the_main_process_asks(
     # Still a zombie: its process group id cannot be reused while the
     # leftover (now the spawner's child) is dealt with.
     assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    leftovers = [p for p in psutil.Process(spawner.proc.pid).children() if p.pid != pid]
-    assert [p.cmdline() for p in leftovers] == [["sleep", "30"]]
-    leftovers[0].kill()
     deadline = time.monotonic() + 10
+    leftovers = [p for p in psutil.Process(spawner.proc.pid).children() if p.pid != pid]
+    assert len(leftovers) == 1
+    while leftovers[0].cmdline() != ["sleep", "30"]:  # the shell's fork has not exec'd sleep yet
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    leftovers[0].kill()
     while leftovers[0].status() != psutil.STATUS_ZOMBIE:  # ended; the spawner reaps it with the job
         assert time.monotonic() < deadline
         time.sleep(0.01)
