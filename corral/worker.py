@@ -86,9 +86,23 @@ class _Pipeline:
     """step name -> when its next try may start (steps waiting out a retry delay)."""
     unwritten: list[tuple[int, str, dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
     """Step changes made in memory and not yet in the store (see Worker._write_steps)."""
+    # Derived once per run, so each step's end costs the same in a long pipeline as in a short one:
+    specs: dict[str, StepSpec] = field(init=False)
+    ordered: list[StepSpec] = field(init=False)
+    """The steps in pipeline.order."""
+    names: dict[int, str] = field(init=False)
+    """step row id -> step name."""
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """step name -> the outputs of each step that succeeded (read from its row once)."""
+    folder_made: bool = False
+
+    def __post_init__(self) -> None:
+        self.specs = {step.name: step for step in self.job.steps}
+        self.ordered = pipeline.order(self.job.steps)
+        self.names = {step.id: name for name, step in self.steps.items()}
 
     def spec_of(self, name: str) -> StepSpec:
-        return next(step for step in self.job.steps if step.name == name)
+        return self.specs[name]
 
 
 def final_state(outcome: executor.Outcome) -> tuple[str, str | None, str]:
@@ -697,7 +711,9 @@ class Worker:
         for other in job.steps:  # outputs of finished steps, in file order
             done = pr.steps.get(other.name)
             if done is not None and done.state == t.SUCCEEDED:
-                outputs.update(done.output_values)
+                if other.name not in pr.outputs:
+                    pr.outputs[other.name] = done.output_values
+                outputs.update(pr.outputs[other.name])
         env.update(pipeline.output_env(outputs))
         env.update(params_mod.env(pr.params))
         env.update(
@@ -730,7 +746,8 @@ class Worker:
             for name in [n for n, at in pr.retry_at.items() if at <= now or states.get(n) != t.PENDING]:
                 del pr.retry_at[name]
             decided = pipeline.plan(
-                pr.job.steps, states, parallelism=pr.job.parallelism, stopping=pr.stopping, held=pr.retry_at
+                pr.job.steps, states, parallelism=pr.job.parallelism, stopping=pr.stopping, held=pr.retry_at,
+                ordered=pr.ordered,
             )
             if decided.skip:
                 changes = [
@@ -750,14 +767,19 @@ class Worker:
     def _launch_steps(self, pr: _Pipeline, names: tuple[str, ...], now: datetime) -> list[executor.Outcome]:
         launches: list[executor.Launch] = []
         folder = step_dir_for(self.settings, pr.job.name, pr.run.id)
+        if not pr.folder_made:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                pr.folder_made = True
+            except OSError:
+                pass  # the executor reports an unusable folder when it opens the log
         for name in names:
             step, row = pr.spec_of(name), pr.steps[name]
             output_path = folder / f"{name}.output"
             try:
-                output_path.parent.mkdir(parents=True, exist_ok=True)
                 output_path.unlink(missing_ok=True)
             except OSError:
-                pass  # the executor reports an unusable folder when it opens the log
+                pass
             timeout = step.timeout.total_seconds() if step.timeout is not None else None
             if pr.deadline is not None:
                 left = max(0.001, (pr.deadline - now).total_seconds())
@@ -784,7 +806,7 @@ class Worker:
                 failed.append(result)
                 continue
             step_id = -launch.run_id
-            pr.running[step_id] = next(n for n, s in pr.steps.items() if s.id == step_id)
+            pr.running[step_id] = pr.names[step_id]
             self._step_runs[step_id] = pr.run.id
             started.append(
                 (step_id, t.RUNNING, dict(
@@ -800,7 +822,7 @@ class Worker:
     ) -> None:
         """Apply step state changes to the copy in memory (this worker owns the
         run, so it is the truth) and keep them for _write_steps."""
-        names = {step.id: name for name, step in pr.steps.items()}
+        names = pr.names
         for step_id, state, values in changes:
             update = dict(values, state=state, updated_at=now)
             if state in t.FINAL_STATES and "ended_at" not in update:
@@ -846,7 +868,7 @@ class Worker:
 
     def _finish_steps(self, pr: _Pipeline, outcomes: list[executor.Outcome], now: datetime) -> None:
         """Final states (or a retry) of steps whose process ended or never started."""
-        names = {s.id: n for n, s in pr.steps.items()}
+        names = pr.names
         changes: list[tuple[int, str, dict[str, Any]]] = []
         for outcome in outcomes:
             step_id = -outcome.run_id
