@@ -16,11 +16,17 @@ from tests.e2e.helpers import pid_alive, run_cli, start_corral_up, wait_for, wri
 
 pytestmark = pytest.mark.slow
 
+# A restarted `corral up` imports, recovers, then records: on a loaded machine,
+# with every look a `corral show` process of its own, that takes a while.
+RESTART = 60.0
+
+# Jobs that must outlive a step of the test wait for a gate file the test
+# creates, rather than sleeping a fixed time a loaded machine may overrun.
 JOBS = """
 drain: 2s
 jobs:
   survivor:
-    run: "sleep 4; echo done; exit 3"
+    run: "while [ ! -e survivor.gate ]; do sleep 0.05; done; echo done; exit 3"
   victim:
     run: "sleep 60"
   vanished:
@@ -56,7 +62,9 @@ def test_runs_survive_a_kill_9_and_are_adopted_or_marked_lost(tmp_path: Path) ->
         os.killpg(job.pid, signal.SIGKILL)
         wait_for(lambda: not pid_alive(job.pid), what="job gone")
         up = start_corral_up(path, log)
-        lost = wait_for(lambda: (r := _run(path, vanished))["state"] in t.FINAL_STATES and r, what="lost recorded")
+        lost = wait_for(
+            lambda: (r := _run(path, vanished))["state"] in t.FINAL_STATES and r, timeout=RESTART, what="lost recorded"
+        )
         assert lost["state"] == "lost" and lost["reason"] == "lost"
         store = open_store(store_url)
         retries = [r for r in store.list_runs(job="vanished") if r.retry_of == vanished]
@@ -77,19 +85,31 @@ def test_runs_survive_a_kill_9_and_are_adopted_or_marked_lost(tmp_path: Path) ->
         wait_for(lambda: not pid_alive(v_pid), what="victim gone")
 
         up = start_corral_up(path, log)
+        # The survivor ends only once the new corral has adopted it.
+        new_node = f":{up.pid}"
+        wait_for(
+            lambda: (_run(path, survivor)["node"] or "").endswith(new_node), timeout=RESTART, what="survivor adopted"
+        )
+        assert pid_alive(s_pid)
+        (tmp_path / "survivor.gate").touch()
         done = wait_for(
-            lambda: (r := _run(path, survivor))["state"] in t.FINAL_STATES and r, timeout=30, what="survivor recorded"
+            lambda: (r := _run(path, survivor))["state"] in t.FINAL_STATES and r,
+            timeout=RESTART,
+            what="survivor recorded",
         )
         # Adopted while alive, and its real exit code recorded when it ended.
         assert done["state"] == "failed" and done["exit_code"] == 3
         assert "adopted" in done["message"]
         # Ended while corral was down: its spawner wrote down how.
-        killed = wait_for(lambda: (r := _run(path, victim))["state"] in t.FINAL_STATES and r, what="victim recorded")
+        killed = wait_for(
+            lambda: (r := _run(path, victim))["state"] in t.FINAL_STATES and r, timeout=RESTART, what="victim recorded"
+        )
         assert killed["state"] == "failed" and killed["reason"] == "signal", killed
         assert "SIGKILL" in killed["message"]
         logs = run_cli(path, "logs", str(survivor)).stdout
         assert "done" in logs
     finally:
+        (tmp_path / "survivor.gate").touch()
         if up.poll() is None:
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=60)
@@ -106,7 +126,7 @@ jobs:
   chain:
     retries: {attempts: 1, backoff: 0s}
     steps:
-      - {name: quick, run: "sleep 3"}
+      - {name: quick, run: "while [ ! -e quick.gate ]; do sleep 0.05; done"}
       - {name: after, run: "echo after", needs: [quick]}
 """
 
@@ -128,24 +148,32 @@ def test_a_step_that_ended_while_corral_was_down_keeps_its_status_and_the_retry_
         pid = quick()["pid"]
         os.kill(up.pid, signal.SIGKILL)
         up.wait(timeout=10)
+        (tmp_path / "quick.gate").touch()  # it ends while corral is down
         wait_for(lambda: not pid_alive(pid), timeout=15, what="first step ended on its own")
 
         up = start_corral_up(path, log)
-        lost = wait_for(lambda: (r := _run(path, run_id))["state"] in t.FINAL_STATES and r, what="run closed")
+        lost = wait_for(
+            lambda: (r := _run(path, run_id))["state"] in t.FINAL_STATES and r, timeout=RESTART, what="run closed"
+        )
         assert lost["state"] == "lost"
         steps = {s["name"]: s for s in lost["steps"]}
         # Its spawner kept how the step ended, since corral never recorded it.
         assert steps["quick"]["state"] == "succeeded" and steps["quick"]["exit_code"] == 0, steps["quick"]
         assert steps["after"]["state"] == "skipped"
         store = open_store(f"sqlite:///{tmp_path / '.corral' / 'corral.db'}")
-        retry = wait_for(lambda: [r for r in store.list_runs(job="chain") if r.retry_of == run_id], what="retry")[0]
+        retry = wait_for(
+            lambda: [r for r in store.list_runs(job="chain") if r.retry_of == run_id], timeout=RESTART, what="retry"
+        )[0]
         store.close()
-        done = wait_for(lambda: (r := _run(path, retry.id))["state"] in t.FINAL_STATES and r, what="retry done")
+        done = wait_for(
+            lambda: (r := _run(path, retry.id))["state"] in t.FINAL_STATES and r, timeout=RESTART, what="retry done"
+        )
         assert done["state"] == "succeeded", done
         steps = {s["name"]: s for s in done["steps"]}
         assert steps["quick"]["reason"] == "kept"  # not run again
         assert steps["after"]["state"] == "succeeded"
     finally:
+        (tmp_path / "quick.gate").touch()
         if up.poll() is None:
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=60)
@@ -155,7 +183,7 @@ LEAVER = """
 jobs:
   leaver:
     kill_grace: 1s
-    run: "sleep 300 & echo $! > leftover.pid; sleep 2; exit 4"
+    run: "sleep 300 & echo $! > leftover.pid; while [ ! -e leaver.gate ]; do sleep 0.05; done; exit 4"
 """
 
 
@@ -172,15 +200,19 @@ def test_what_a_run_left_behind_while_corral_was_down_is_stopped_on_restart(tmp_
         leftover = int(wait_for(lambda: (tmp_path / "leftover.pid").read_text().strip(), what="leftover pid"))
         os.kill(up.pid, signal.SIGKILL)
         up.wait(timeout=10)
+        (tmp_path / "leaver.gate").touch()  # it ends while corral is down
         wait_for(lambda: not pid_alive(pid), timeout=15, what="the run's own process ended")
         assert pid_alive(leftover)  # nobody was there to stop it
 
         up = start_corral_up(path, log)
-        done = wait_for(lambda: (r := _run(path, run_id))["state"] in t.FINAL_STATES and r, what="run recorded")
+        done = wait_for(
+            lambda: (r := _run(path, run_id))["state"] in t.FINAL_STATES and r, timeout=RESTART, what="run recorded"
+        )
         assert done["state"] == "failed" and done["exit_code"] == 4, done
         assert "1 leftover background process(es) killed" in done["message"]
         assert wait_for(lambda: not pid_alive(leftover), what="leftover stopped")
     finally:
+        (tmp_path / "leaver.gate").touch()
         if up.poll() is None:
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=60)

@@ -86,8 +86,8 @@ jobs:
     run: "date +%s.%N > switched"
 """,
     )
-    collector = subprocess.Popen(["sleep", "2"])
-    spawned = time.time()
+    # The collector runs until the test has seen the run wait, however slow the machine.
+    collector = subprocess.Popen(["sleep", "300"])
     try:
         (tmp_path / "collector.pid").write_text(f"{collector.pid}\n")
         with running_engine(path) as (engine, store):
@@ -99,15 +99,18 @@ jobs:
             assert waiting.state == t.PENDING and f"pid {collector.pid}" in waiting.message
             listed = run_cli(path, "runs").stdout  # rich wraps the long message to the terminal width
             assert "waiting" in listed and "pending" not in listed and "waiting for:" in listed
-            assert collector.poll() is None  # still sleeping: the run did not start
+            assert store.get_run(run_id).started_at is None  # the run did not start
+            assert not (tmp_path / "switched").exists()
+            exited = time.time()
+            collector.terminate()
+            collector.wait()
             run = _finished(store, run_id)
-        collector.wait()
     finally:
         collector.kill()
         collector.wait()
     assert run.state == t.SUCCEEDED
-    assert float((tmp_path / "switched").read_text()) >= spawned + 1.9
-    assert run.started_at.timestamp() >= spawned + 1.9
+    assert float((tmp_path / "switched").read_text()) >= exited
+    assert run.started_at.timestamp() >= exited
     assert run.message and run.message.startswith("exited 0")
 
 

@@ -52,6 +52,20 @@ def gated(gate: Path, then: str = "exit 0") -> tuple[str, ...]:
     return ("/bin/sh", "-c", f"while [ ! -e '{gate}' ]; do sleep 0.02; done; {then}")
 
 
+def sample_counter(supervisor: executor.Supervisor) -> Callable[[], int]:
+    """How many resource samples ``supervisor`` has completed so far. Two more
+    than at some moment mean a whole sample was taken after it."""
+    done = [0]
+    sample = supervisor._sample
+
+    def counted() -> None:
+        sample()
+        done[0] += 1
+
+    supervisor._sample = counted  # type: ignore[method-assign]
+    return lambda: done[0]
+
+
 def read_pids(path: Path, count: int, timeout: float = 5.0) -> list[int]:
     """PIDs a job wrote (one per line), once it has written ``count`` of them."""
 
@@ -173,7 +187,11 @@ def test_the_job_is_the_child_of_a_spawner_not_of_corral(runs: Runs) -> None:
     parent = psutil.Process(started.pid).parent()
     assert parent is not None and parent.pid != os.getpid()
     assert any(arg.endswith("corral/spawner.py") for arg in parent.cmdline())
-    assert psutil.Process(started.pid).cmdline() == ["/bin/sleep", "30"]  # no wrapper around it
+    # The launch returns once the spawner has forked; the child may still be
+    # in exec (its command line reads empty meanwhile). The same pid then runs
+    # sleep itself: no wrapper around it.
+    job = psutil.Process(started.pid)
+    assert eventually(lambda: job.cmdline() == ["/bin/sleep", "30"]), job.cmdline()
     assert runs.supervisor.stop(started.run_id, "cancelled", grace=2.0)
     assert runs.outcome(started.run_id).signal == signal.SIGTERM
 
@@ -223,12 +241,15 @@ def test_exit_files_are_written_only_for_statuses_the_caller_did_not_record(runs
     assert not (exits / f"{recorded.run_id}.exit").exists()
 
 
-def test_a_burst_is_split_over_the_spawners(runs: Runs) -> None:
-    launches = [runs.launch_spec(("/bin/sleep", "1")) for _ in range(24)]
+def test_a_burst_is_split_over_the_spawners(runs: Runs, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    launches = [runs.launch_spec(gated(gate)) for _ in range(24)]  # alive until we have looked at their parents
     results = runs.supervisor.launch_many(launches)
     assert all(isinstance(r, executor.Started) for r in results)
+    runs.started.extend(r for r in results if isinstance(r, executor.Started))
     parents = {psutil.Process(r.pid).ppid() for r in results}  # type: ignore[union-attr]
     assert len(parents) == executor.LANES
+    gate.touch()
     assert runs.supervisor.wait_idle(15)
     assert all(runs.outcomes[r.run_id].exit_code == 0 for r in results)
 
@@ -482,12 +503,20 @@ def test_an_orphan_that_ignores_sigterm_is_killed_after_the_orphan_grace(runs: R
 
 def test_a_process_that_escaped_with_setsid_is_found_by_the_sampled_tree(runs: Runs, tmp_path: Path) -> None:
     # env -u drops the launch token, so only the samples taken while the job
-    # ran (it lives ~1.5 s, the sampling interval is 1 s) can find it.
+    # ran (it runs until a whole sample has seen the escapee) can find it.
     pids = tmp_path / "pids"
-    started = runs.sh(f"setsid env -u {executor.RUN_TOKEN_VAR} sleep 300 & echo $! > {pids}; sleep 1.5")
+    gate = tmp_path / "gate"
+    samples = sample_counter(runs.supervisor)
+    started = runs.sh(
+        f"setsid env -u {executor.RUN_TOKEN_VAR} sleep 300 & echo $! > {pids}; "
+        f"while [ ! -e '{gate}' ]; do sleep 0.02; done"
+    )
     (escapee,) = read_pids(pids, 1)
     assert eventually(lambda: psutil.Process(escapee).name() == "sleep")
     assert os.getsid(escapee) != started.pid
+    seen = samples()
+    assert eventually(lambda: samples() >= seen + 2, timeout=15), "no resource sample was taken"
+    gate.touch()
     outcome = runs.outcome(started.run_id)
     assert outcome.exit_code == 0 and outcome.orphans_killed >= 1
     assert eventually(lambda: gone(escapee))
@@ -550,11 +579,23 @@ def test_the_log_is_capped_keeping_the_tail_with_a_marker(runs: Runs) -> None:
 # -- resource figures ------------------------------------------------------------
 
 
-def test_peak_rss_covers_a_child_process(runs: Runs) -> None:
-    # Held past the first resource sample (1 s): a posix_spawn'ed wrapper's own
+def test_peak_rss_covers_a_child_process(runs: Runs, tmp_path: Path) -> None:
+    # Held past a whole resource sample: a posix_spawn'ed wrapper's own
     # ru_maxrss starts at corral's size, so short runs rely on samples.
-    hog = "import time; b = b'x' * (100 * 1024 * 1024); time.sleep(1.5)"
-    outcome = runs.run_sh(f"'{sys.executable}' -c \"{hog}\"; exit 0")
+    ready, gate = tmp_path / "ready", tmp_path / "gate"
+    samples = sample_counter(runs.supervisor)
+    hog = (
+        "import os, time; b = b'x' * (100 * 1024 * 1024); open(os.environ['READY'], 'w').close()\n"
+        "while not os.path.exists(os.environ['GATE']): time.sleep(0.02)"
+    )
+    started = runs.sh(
+        f"'{sys.executable}' -c \"$HOG\"; exit 0", env={"HOG": hog, "READY": str(ready), "GATE": str(gate)}
+    )
+    assert eventually(ready.exists, timeout=15), "the child did not allocate its memory"
+    seen = samples()
+    assert eventually(lambda: samples() >= seen + 2, timeout=15), "no resource sample was taken"
+    gate.touch()
+    outcome = runs.outcome(started.run_id)
     assert outcome.exit_code == 0
     assert outcome.peak_rss is not None and outcome.peak_rss >= 90 * 1024 * 1024
 
@@ -604,13 +645,19 @@ def crash_after_launch(workdir: Path, script: str) -> LeftBehind:
 
 
 def test_a_fresh_supervisor_adopts_a_run_left_by_a_crashed_one(runs: Runs, tmp_path: Path) -> None:
-    left = crash_after_launch(tmp_path, "sleep 2; exit 7")
-    assert executor.process_alive(left.pid, left.start_time)
-    adopt = runs.supervisor.adopt
-    # A start time that does not match means the pid belongs to someone else now.
-    assert adopt(left.run_id, left.pid, left.start_time + 5, left.pgid, left.exit_path, left.log_path) is False
-    assert adopt(left.run_id, left.pid, left.start_time, left.pgid, left.exit_path, left.log_path) is True
-    assert runs.supervisor.running() == [left.run_id]
+    gate = tmp_path / "gate"
+    left = crash_after_launch(tmp_path, gated(gate, then="exit 7")[2])  # alive until adopted
+    try:
+        assert executor.process_alive(left.pid, left.start_time)
+        adopt = runs.supervisor.adopt
+        # A start time that does not match means the pid belongs to someone else now.
+        assert adopt(left.run_id, left.pid, left.start_time + 5, left.pgid, left.exit_path, left.log_path) is False
+        assert adopt(left.run_id, left.pid, left.start_time, left.pgid, left.exit_path, left.log_path) is True
+        assert runs.supervisor.running() == [left.run_id]
+        # It ends 2 s after it started: its duration counts from then, not from the adoption.
+        time.sleep(max(0.0, left.start_time + 2 - time.time()))
+    finally:
+        gate.touch()
     outcome = runs.outcome(left.run_id, timeout=10)
     assert outcome.adopted is True
     assert outcome.exit_code == 7 and outcome.signal is None

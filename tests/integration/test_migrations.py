@@ -61,14 +61,20 @@ def test_a_connection_opening_while_another_holds_a_fresh_file_waits_for_wal(tmp
     holder.execute("CREATE TABLE t (x)")
     holder.execute("BEGIN IMMEDIATE")  # a writer, as a migrating process is
     holder.execute("INSERT INTO t VALUES (1)")
-    released = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    committing = threading.Event()
+
+    def commit() -> None:
+        committing.set()  # before the commit: the timer thread may still be alive after it
+        holder.execute("COMMIT")
+
+    released = threading.Timer(0.5, commit)
     released.start()
     store = Store(f"sqlite:///{path}")
     try:
         with store.engine.connect() as conn:
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
         assert mode == "wal"
-        assert not released.is_alive()  # it waited for the holder, not around it
+        assert committing.is_set()  # it waited for the holder, not around it
     finally:
         released.join()
         holder.close()
