@@ -398,7 +398,7 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _decode_status(status: int) -> tuple[int | None, int | None]:
+def decode_status(status: int) -> tuple[int | None, int | None]:
     """(exit_code, signal) from a shell-style status (see the module docstring)."""
     if 128 < status <= 128 + _MAX_SIGNAL:
         return None, status - 128
@@ -608,14 +608,10 @@ def await_spawners(folder: Path, timeout: float = HANDOVER_WAIT) -> list[str]:
     host = socket.gethostname()
     waiting: list[tuple[str, int]] = []
     for name in names:
-        owner_host, _, rest = name[: -len(".lock")].rpartition("-")
-        owner_host, _, pid_text = owner_host.rpartition("-")
-        try:
-            pid, ticks = int(pid_text), int(rest)
-        except ValueError:
+        parts = name[: -len(".lock")].rsplit("-", 2)  # see handover_lock_name; a host name may hold "-"
+        if len(parts) != 3 or parts[0] != host or not (parts[1].isdigit() and parts[2].isdigit()):
             continue
-        if owner_host != host:
-            continue
+        pid, ticks = int(parts[1]), int(parts[2])
         proc = _read_proc(pid)
         if proc is not None and proc.start_ticks == ticks and proc.state != "Z":
             continue  # its corral is alive
@@ -1736,7 +1732,7 @@ class Supervisor:
             if run.adopted:
                 run.duration = max(0.0, time.time() - run.start_time)
             if status is not None:
-                run.exit_code, run.signal = _decode_status(status)
+                run.exit_code, run.signal = decode_status(status)
             else:
                 # If we sent the last signal, that is the best guess at what ended it.
                 run.exit_code, run.signal = None, run.last_signal

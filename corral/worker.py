@@ -105,6 +105,15 @@ class _Pipeline:
         return self.specs[name]
 
 
+def _kill_left_behind(run: Run, job: JobSpec | None) -> int:
+    """Stop the processes of a run from before a restart, found by the run id
+    in their environment; how many there were."""
+    return executor.kill_marked(
+        {"CORRAL_RUN_ID": str(run.id), "CORRAL_NODE": run.node or ""},
+        grace=job.kill_grace.total_seconds() if job else 5.0,
+    )
+
+
 def final_state(outcome: executor.Outcome) -> tuple[str, str | None, str]:
     """(state, reason, message) for a finished process."""
     if outcome.reason is not None:
@@ -580,16 +589,14 @@ class Worker:
                     continue
             code = executor.exit_status(exit_path, run.pid, run.proc_start)
             if code is not None:
+                exit_code, sig = executor.decode_status(code)
                 # It ended while corral was down, and nobody looked for what it
                 # left behind: those processes still carry its run id.
-                leftovers = executor.kill_marked(
-                    {"CORRAL_RUN_ID": str(run.id), "CORRAL_NODE": run.node or ""},
-                    grace=job.kill_grace.total_seconds() if job else 5.0,
-                )
+                leftovers = _kill_left_behind(run, job)
                 outcome = executor.Outcome(
                     run_id=run.id,
-                    exit_code=code if code < 128 else None,
-                    signal=code - 128 if code > 128 else None,
+                    exit_code=exit_code,
+                    signal=sig,
                     ended_at=datetime.fromtimestamp(exit_path.stat().st_mtime, tz=now.tzinfo),
                     duration=None,
                     peak_rss=None,
@@ -611,10 +618,7 @@ class Worker:
                 ended_steps = self._step_exits(run)
                 # Claimed but the pid was never written (or a pipeline, which
                 # has no process of its own): find the processes by run id.
-                executor.kill_marked(
-                    {"CORRAL_RUN_ID": str(run.id), "CORRAL_NODE": run.node or ""},
-                    grace=job.kill_grace.total_seconds() if job else 5.0,
-                )
+                _kill_left_behind(run, job)
             self.store.transition(
                 run.id,
                 t.LOST,
@@ -1001,7 +1005,7 @@ class Worker:
         for step in self.store.get_steps(run_id):
             status = (ended or {}).get(step.id)
             if step.state == t.RUNNING and status is not None:
-                code, sig = (None, status - 128) if status > 128 else (status, None)
+                code, sig = executor.decode_status(status)
                 state = t.SUCCEEDED if code == 0 else t.FAILED
                 how = f"exited {code}" if sig is None else f"killed by signal {sig}"
                 changes.append((step.id, state, dict(

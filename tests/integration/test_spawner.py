@@ -10,8 +10,10 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,10 @@ import pytest
 
 import corral
 from corral import executor
+from corral.spec import JobSpec, Settings
+from corral.store import open_store
+from corral.store import tables as t
+from corral.worker import Worker, exit_path_for, handover_dir_for
 
 SPAWNER = str(Path(corral.__file__).with_name("spawner.py"))
 FRAME = struct.Struct("!I")
@@ -70,6 +76,15 @@ class Spawner:
         assert pid and error is None and watched, text
         return pid
 
+    def stop(self) -> None:
+        """End of a test that may have left the spawner stopped (SIGSTOP) or running."""
+        self.requests.close()
+        self.notices.close()
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
     def hang_up(self) -> None:
         """What a kill -9 of corral up does to the spawner's sockets."""
         self.requests.close()
@@ -81,11 +96,7 @@ class Spawner:
 def spawner() -> Iterator[Spawner]:
     s = Spawner()
     yield s
-    if s.proc.poll() is None:
-        s.proc.kill()
-        s.proc.wait(timeout=10)
-    s.requests.close()
-    s.notices.close()
+    s.stop()
 
 
 def test_a_job_that_leaves_nothing_behind_is_reaped_at_once_and_its_end_told(spawner: Spawner, tmp_path: Path) -> None:
@@ -175,11 +186,7 @@ def test_a_restart_waits_for_the_statuses_a_dead_corrals_spawner_still_holds(tmp
         assert not lock.exists()
         spawner.proc.wait(timeout=10)
     finally:
-        spawner.notices.close()
-        if spawner.proc.poll() is None:
-            os.kill(spawner.proc.pid, signal.SIGCONT)
-            spawner.proc.kill()
-            spawner.proc.wait(timeout=10)
+        spawner.stop()
 
 
 def test_the_lock_of_a_live_corral_is_left_alone(tmp_path: Path) -> None:
@@ -196,3 +203,40 @@ def test_the_lock_of_a_live_corral_is_left_alone(tmp_path: Path) -> None:
         spawner.hang_up()
     assert executor.await_spawners(folder, timeout=5) == []  # we are alive: still ours
     assert lock.exists()
+
+
+def test_recovery_records_the_status_a_dead_corrals_stopped_spawner_still_held(tmp_path: Path) -> None:
+    """Worker.recover waits for the handover lock: a run whose process is gone
+    and whose exit file is not written yet is not taken for lost."""
+    settings = Settings(config_path=tmp_path / "corral.yaml", log_dir=tmp_path / "logs")
+    store = open_store(f"sqlite:///{tmp_path / 'corral.db'}")
+    node = f"{socket.gethostname()}:{_dead_pid()}"
+    now = datetime.now(timezone.utc)
+    run_id = store.create_run(job="batch", state=t.PENDING, trigger="manual", scheduled_for=now, now=now)
+    assert run_id is not None and store.claim(run_id, node=node, now=now)
+    folder = handover_dir_for(settings)
+    folder.mkdir(parents=True)
+    spawner = Spawner(folder / executor.handover_lock_name(socket.gethostname(), _dead_pid(), 1))
+    try:
+        exit_path = exit_path_for(settings, "batch", run_id)
+        exit_path.parent.mkdir(parents=True)
+        kind, items = spawner.ask("spawn", [
+            (1, "/bin/sh", ["/bin/sh", "-c", "exit 5"], dict(os.environ), str(tmp_path),
+             str(tmp_path / "batch.log"), str(exit_path)),
+        ])
+        pid = items[0][1]
+        assert kind == "spawned" and pid, items
+        store.update_run(run_id, now=now, pid=pid, pgid=pid, proc_start=time.time())
+        assert spawner.notice()[0] == "ended"  # reaped, its status held in memory
+        os.kill(spawner.proc.pid, signal.SIGSTOP)
+        spawner.requests.close()  # its corral died
+        threading.Timer(0.3, os.kill, (spawner.proc.pid, signal.SIGCONT)).start()
+        job = JobSpec(name="batch", command=("/bin/true",), shell=False)
+        supervisor = executor.Supervisor(on_exit=lambda outcome: None)  # never started
+        Worker(store, supervisor, settings, {"batch": job}, node=f"{socket.gethostname()}:1").recover(now)
+        run = store.get_run(run_id)
+        assert (run.state, run.exit_code) == (t.FAILED, 5), run.message
+        spawner.proc.wait(timeout=10)
+    finally:
+        spawner.stop()
+        store.close()
