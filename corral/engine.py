@@ -31,8 +31,15 @@ RELOAD_CHECK = 2.0
 """Seconds between checks of the job file's modification time where it cannot
 be watched (see :mod:`corral.filewatch`); a watched file wakes the loop itself."""
 STORE_POLL = 15.0
-"""Seconds between looks at the store for work that arrived without a wake-up."""
+"""Seconds between looks at a shared store (PostgreSQL) for work that other
+machines put there: they cannot wake this process."""
+LOCAL_STORE_POLL = 60.0
+"""The same for a store only this machine uses (SQLite). Every process that
+changes it wakes the engine (:func:`notify_running_engines`), so this look is
+only a safety net; it is made with the heartbeat, in one wake-up a minute."""
 HEARTBEAT = 60.0
+BEAT_SLACK = 5.0
+"""Seconds early a heartbeat may be written so that it shares a wake-up with the store poll."""
 WARM_AHEAD = 30.0
 """Seconds before the next slot at which the spawner processes are started (if they are not running)."""
 
@@ -58,6 +65,8 @@ class Engine:
         self._reload = threading.Event()
         self._external = threading.Event()
         self._next_poll = 0.0
+        self._poll_every = LOCAL_STORE_POLL if store.dialect == "sqlite" else STORE_POLL
+        self._next_beat = 0.0  # set with the first poll, so that the two share wake-ups
         self._next_start: datetime | None = None
         self.supervisor = executor.Supervisor(on_exit=self._on_exit, handover_dir=handover_dir_for(cfg.settings))
         self.scheduler = Scheduler(store, cfg.jobs)
@@ -122,7 +131,9 @@ class Engine:
                 log.info("alerts: read the event history once without sending; alerting from now on")
         except errors.CorralError as exc:
             log.error("alerts: could not read the event history: %s", exc)
-        self._notifier_thread, self._notifier_stop = self.notifier.start_thread(self.clock)
+        self._notifier_thread, self._notifier_stop = self.notifier.start_thread(
+            self.clock, interval=notify.IDLE_INTERVAL if self.store.dialect == "sqlite" else notify.SHARED_INTERVAL
+        )
         log.info(
             "corral up: %d job(s) from %s, store %s",
             len(self.cfg.jobs),
@@ -152,8 +163,11 @@ class Engine:
             dirty = changed = True
         mono = time.monotonic()
         if mono >= self._next_poll:
-            self._next_poll = mono + STORE_POLL
+            self._next_poll = mono + self._poll_every
             dirty = True
+        if mono >= self._next_beat - BEAT_SLACK:  # a wake-up just before it is due does it too
+            self._heartbeat()
+            self._next_beat = mono + HEARTBEAT
         if self._next_start is not None and now >= self._next_start:
             dirty = True
         step_retry = self.worker.next_step_retry()
@@ -179,12 +193,13 @@ class Engine:
             self.notifier.wake()  # new events to alert on
         if dirty or (self.monitors.next_check is not None and now >= self.monitors.next_check):
             try:
-                self.monitors.check(now)
+                if self.monitors.check(now):
+                    self.notifier.wake()  # a monitor changed state: an event to alert on
             except errors.CorralError as exc:
                 log.error("monitors: %s", exc)
         step_retry = self.worker.next_step_retry()
         wake_at = [w for w in (next_slot, self._next_start, self.monitors.next_check, step_retry) if w is not None]
-        sleep = max(0.0, self._next_poll - time.monotonic())
+        sleep = max(0.0, min(self._next_poll, self._next_beat) - time.monotonic())
         if wake_at:
             sleep = min(sleep, max(0.0, (min(wake_at) - self.clock.now()).total_seconds()))
         if self._watch is not None and self._watch.alive:
@@ -212,7 +227,6 @@ class Engine:
 
     def run_forever(self) -> None:
         self.start()
-        last_beat = time.monotonic()
         try:
             while not self._stop.is_set():
                 try:
@@ -220,9 +234,6 @@ class Engine:
                 except errors.StoreError as exc:
                     log.error("store error, retrying in 2s: %s", exc)
                     sleep = 2.0
-                if time.monotonic() - last_beat > HEARTBEAT:
-                    self._heartbeat()
-                    last_beat = time.monotonic()
                 if sleep > 0:
                     planned = time.monotonic() + sleep
                     woken = self._wake.wait(sleep)

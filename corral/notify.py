@@ -46,7 +46,8 @@ SIGNATURE_HEADER = "X-Corral-Signature"
 TIMESTAMP_HEADER = "X-Corral-Timestamp"
 LOG_TAIL_LINES = 10
 TIME_CHECK = timedelta(seconds=30)
-"""How often ``run`` looks for overrunning runs and missed jobs."""
+"""The shortest time between two looks of ``run`` for overrunning runs and
+missed jobs; it looks only when one of them may have fallen due."""
 MIN_HISTORY = 5
 """Finished runs needed before k x p95 is trusted for ``overrun``."""
 
@@ -175,12 +176,15 @@ def overrun(
     conditions: Mapping[str, Mapping[str, Any]], now: datetime,
 ) -> tuple[list[dict[str, Any]], list[Alert]]:
     """An ``overrun`` alert for a run still going past ``limit``, once per run."""
-    over = conditions.get("overrun")
-    if now - started_at <= limit or (over and over["active"] and over.get("run_id") == run_id):
+    if now - started_at <= limit or _alerted(conditions.get("overrun"), run_id):
         return [], []
     write = dict(job=job, condition="overrun", active=True, since=now, run_id=run_id, notified_at=now)
     text = f"run {run_id} of {job} is overrunning: still running after {_human(now - started_at)} ({why})"
     return [write], [Alert(kind="overrun", job=job, run_id=run_id, text=text, data={"limit_seconds": limit.total_seconds()})]
+
+
+def _alerted(row: Mapping[str, Any] | None, run_id: int) -> bool:
+    return bool(row and row["active"] and row.get("run_id") == run_id)
 
 
 def missed(
@@ -337,8 +341,12 @@ def _send_email(channel: Channel, body: dict[str, Any], *, timeout: float) -> No
 
 COALESCE = 0.3
 """Seconds the notifier waits after being woken before it reads the new events."""
-IDLE_INTERVAL = 30.0
-"""Seconds the delivery thread sleeps when nothing woke it."""
+IDLE_INTERVAL = 600.0
+"""At most this many seconds between two looks of the notifier thread when
+nothing woke it and nothing fell due (a safety net: every change wakes it)."""
+SHARED_INTERVAL = 30.0
+"""The same on a shared store (PostgreSQL), where other machines' events are
+not announced to this process."""
 
 
 class Notifier:
@@ -367,6 +375,10 @@ class Notifier:
         self.secrets = secrets
         """Channel secrets (webhook URLs, keys): masked in recorded errors."""
         self._next_time_check: datetime | None = None
+        self._last_time_check: datetime | None = None
+        self.next_time_alert: datetime | None = None
+        """Set by :meth:`check_time`: when a time-based alert could next fall due (None: none can
+        until a run starts or a job's rules change)."""
         self._wake = threading.Event()
 
     def wake(self) -> None:
@@ -390,6 +402,8 @@ class Notifier:
         self.link = settings.dashboard_url
         self.jobs = dict(cfg.jobs)
         self.secrets = settings.secret_values
+        self._last_time_check = None  # other rules: look at time-based alerts again
+        self.wake()
 
     def rule_for(self, job: str) -> Rule:
         return self.rules.get(job, self.default)
@@ -441,8 +455,10 @@ class Notifier:
         """Raise the alerts that come from time passing, not from an event:
         ``overrun`` (a run still going past ``expected_duration`` or k x p95 of
         its history) and ``missed`` (no success within ``missed_after``).
-        Returns how many alerts were raised."""
+        Returns how many alerts were raised, and sets :attr:`next_time_alert`:
+        the earliest instant at which one of them could next become due."""
         writes: list[dict[str, Any]] = []
+        due: list[datetime] = []
         outbox: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
         raised = 0
@@ -461,6 +477,8 @@ class Notifier:
             if limit is None:
                 continue
             new, alerts = overrun(run.job, run.id, run.started_at, limit[0], limit[1], states(run.job), now)
+            if not new and not _alerted(states(run.job).get("overrun"), run.id):
+                due.append(run.started_at + limit[0])
             writes.extend(new)
             for alert in alerts:
                 raised += 1
@@ -470,12 +488,16 @@ class Notifier:
             if "missed" not in rule.on or getattr(self.jobs[job], "monitor", None) is not None:
                 continue
             new, alerts = missed(job, rule, states(job), now)
+            row = new[0] if new else states(job).get("missed")
+            if rule.missed_after is not None and row is not None and not row["active"]:
+                due.append(row["since"] + rule.missed_after)
             writes.extend(new)
             for alert in alerts:
                 raised += 1
                 outbox.extend(self._outbox(alert, rule, now, counts))
         if writes or outbox:
             self.store.record_alerts(writes, outbox, consumer=None, seq=0, now=now)
+        self.next_time_alert = min(due, default=None)
         return raised
 
     def overrun_limit(self, job: str, rule: Rule) -> tuple[timedelta, str] | None:
@@ -554,28 +576,61 @@ class Notifier:
         return sent
 
     def run(self, stop: threading.Event, *, clock: Any, interval: float = 1.0) -> None:
-        """The loop: never raises, so a broken channel cannot stop it."""
+        """The loop: never raises, so a broken channel cannot stop it.
+
+        Between wake-ups from the engine it sleeps until the next thing that
+        time alone can make due (a delivery's retry, a run's overrun limit, a
+        job's ``missed`` window) and at most ``interval``: an idle corral with
+        nothing to watch does not wake up for nothing."""
         while not stop.is_set():
             more = False
+            wait = interval
             try:
                 now = clock.now()
                 more = self.step(now)
-                if self._next_time_check is None or now >= self._next_time_check:
-                    self._next_time_check = now + TIME_CHECK
-                    self.check_time(now)
+                self.look_at_time(now)
                 self.deliver_due(now)
+                wait = self.idle_wait(clock.now(), interval)
             except errors.CorralError as exc:
                 log.error("notifier: %s", exc)
             except Exception:  # noqa: BLE001 - keep notifying whatever one message does
                 log.exception("notifier step failed")
             if not more and not stop.is_set():
-                # Woken by the engine when runs change; otherwise a slow tick
-                # for retries, overrun and missed checks keeps an idle corral idle.
-                if self._wake.wait(interval):
+                # Woken by the engine when runs change; otherwise asleep until
+                # something falls due, so an idle corral stays idle.
+                if self._wake.wait(wait):
                     # Woken by a change: let the rest of a burst arrive, so
                     # one step handles the events of many runs.
                     stop.wait(COALESCE)
+                    self._changed()
                 self._wake.clear()
+
+    def look_at_time(self, now: datetime) -> None:
+        """:meth:`check_time` when it is due: on the first look, when an alert
+        may have fallen due, within TIME_CHECK of a change of runs or rules,
+        and never more often than every TIME_CHECK otherwise."""
+        if self._last_time_check is not None and (self._next_time_check is None or now < self._next_time_check):
+            return
+        self.check_time(now)
+        self._last_time_check = now
+        alert_at = self.next_time_alert
+        self._next_time_check = None if alert_at is None else max(alert_at, now + TIME_CHECK)
+
+    def idle_wait(self, now: datetime, interval: float) -> float:
+        """Seconds the thread may sleep when nothing wakes it: until the next
+        look at time-based alerts or the next delivery retry, at most ``interval``."""
+        due = [d for d in (self._next_time_check, self.store.next_delivery_at()) if d is not None]
+        if not due:
+            return interval
+        return min(interval, max(0.0, (min(due) - now).total_seconds()))
+
+    def _changed(self) -> None:
+        """Runs started or ended: time-based alerts may now be due at other
+        instants, so look again within TIME_CHECK of the last look."""
+        if self._last_time_check is not None:
+            soon = self._last_time_check + TIME_CHECK
+            if self._next_time_check is None or soon < self._next_time_check:
+                self._next_time_check = soon
 
     def start_thread(self, clock: Any, *, interval: float = IDLE_INTERVAL) -> tuple[threading.Thread, threading.Event]:
         stop = threading.Event()

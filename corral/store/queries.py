@@ -1348,6 +1348,14 @@ class Store:
         with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def next_delivery_at(self) -> datetime | None:
+        """When the earliest pending delivery falls due (None: nothing pending)."""
+        from corral.store.tables import deliveries
+
+        query = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == "pending")
+        with self._read() as conn:
+            return conn.execute(query).scalar()
+
     def update_delivery(self, delivery_id: int, **values: Any) -> None:
         from corral.store.tables import deliveries
 

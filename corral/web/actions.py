@@ -26,7 +26,8 @@ from corral.web.auth import Principal
 log = logging.getLogger("corral.web")
 
 
-def _wake(store: Store) -> None:
+def wake_engine(store: Store) -> None:
+    """Wake a running ``corral up`` on this host: it acts on the change now."""
     try:
         notify_running_engines(store)
     except Exception:  # noqa: BLE001 - the change is stored; the engine also polls
@@ -69,7 +70,7 @@ def trigger(
     given = ", ".join(f"{k}={params_mod.text(v)}" for k, v in values.items())
     detail = "manual run" + (f" with {given}" if given else "")
     _audit(store, by, "trigger", now, job=job.name, run_id=run_id, detail=detail[:500])
-    _wake(store)
+    wake_engine(store)
     return store.get_run(run_id)
 
 
@@ -79,7 +80,7 @@ def cancel(store: Store, run_id: int, by: Principal, now: datetime) -> Run:
     log.info("%s cancelled run %s of %s (%s)", by.name, run.id, run.job, run.state)
     detail = "cancelled before it started" if run.state == t.CANCELLED else "asked the node running it to stop it"
     _audit(store, by, "cancel", now, job=run.job, run_id=run.id, detail=detail)
-    _wake(store)
+    wake_engine(store)
     return run
 
 
@@ -89,7 +90,7 @@ def retry(store: Store, job: JobSpec, old: Run, from_failed: bool, by: Principal
     log.info("%s retried run %s of %s as run %s%s", by.name, old.id, job.name, made.run_id, made.note)
     how = "from its failed steps" if from_failed else "all of it"
     _audit(store, by, "retry", now, job=job.name, run_id=made.run_id, detail=f"retry of run {old.id}, {how}{made.note}")
-    _wake(store)
+    wake_engine(store)
     return store.get_run(made.run_id)
 
 
@@ -97,4 +98,4 @@ def set_paused(store: Store, job: JobSpec, paused: bool, by: Principal, now: dat
     store.set_paused(job.name, paused, now=now, by=by.name)
     log.info("%s %s %s", by.name, "paused" if paused else "resumed", job.name)
     _audit(store, by, "pause" if paused else "resume", now, job=job.name)
-    _wake(store)
+    wake_engine(store)

@@ -18,6 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from corral import monitor
+from corral.web.actions import wake_engine
 from corral.web.security import body_of
 from corral.web.state import web_of
 
@@ -49,6 +50,7 @@ def ping(request: Request) -> Response:
         job = web.store.record_ping(ping_id, parsed.kind, parsed.exit_code, now=now, remote=remote, body=text)
     if job is None:
         return PlainTextResponse("no monitor has this ping id\n", status_code=404)
+    wake_engine(web.store)  # the monitor's state follows the ping now, not at the next poll
     return PlainTextResponse("OK\n")
 
 

@@ -262,19 +262,27 @@ def test_the_theme_follows_the_browser_preference(tab: Tab, site: Site) -> None:
 
 
 def test_cancelling_a_running_run_from_its_page_stops_its_process(browser: Any, tmp_path: Path) -> None:
+    """A separate ``corral up`` process runs the job; the dashboard's cancel wakes
+    it (SIGUSR1) instead of waiting for its store poll, a minute away on SQLite."""
+    import json
+    import signal
+
     from corral import config
-    from tests.e2e.helpers import pid_alive, running_engine, write_config
+    from corral.store import open_store
+    from tests.e2e.helpers import pid_alive, run_cli, start_corral_up, write_config
 
     path = write_config(tmp_path, "jobs:\n  sleeper:\n    description: Sleeps for five minutes\n    run: \"sleep 300\"\n")
-    with running_engine(path) as (engine, store):
-        now = datetime.now(timezone.utc)
-        run_id = store.create_run(job="sleeper", state=t.PENDING, trigger="manual", scheduled_for=now, now=now, admitted=False)
-        assert run_id is not None
-        engine.wake()
+    log = tmp_path / "up.log"
+    up = start_corral_up(path, log)
+    url = config.load(path).settings.store_url
+    store = open_store(url)
+    try:
+        wait_for(lambda: "corral up: 1 job(s)" in log.read_text(), what="corral up to start")
+        run_id = json.loads(run_cli(path, "trigger", "sleeper", "--json").stdout)["id"]
         pid = wait_for(lambda: store.get_run(run_id).pid, what="the sleeper to start")
         assert pid_alive(pid)
-        accounts.add_user(store, "olga", "operator", PASSWORD, now=now)
-        server = serve_in_thread(path, config.load(path).settings.store_url, port=0)
+        accounts.add_user(store, "olga", "operator", PASSWORD, now=datetime.now(timezone.utc))
+        server = serve_in_thread(path, url, port=0)
         context = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="light")
         try:
             page = context.new_page()
@@ -295,6 +303,10 @@ def test_cancelling_a_running_run_from_its_page_stops_its_process(browser: Any, 
         finally:
             context.close()
             server.stop()
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=60)
+        store.close()
 
 
 def test_a_skipped_slot_shows_with_its_reason_on_the_timeline(tab: Tab, site: Site) -> None:

@@ -186,3 +186,42 @@ def test_an_idle_engine_with_a_watched_job_file_sleeps_until_the_store_poll_and_
     finally:
         engine.request_stop()
         engine.shutdown()
+
+
+def test_an_idle_engine_wakes_once_a_minute_on_sqlite_with_the_heartbeat_and_every_15s_on_a_shared_store(
+    tmp_path: Path, store: Store
+) -> None:
+    from datetime import datetime, timezone
+
+    from corral import engine as engine_mod
+    from corral.clock import FakeClock
+    from corral.engine import Engine
+
+    path = tmp_path / "corral.yaml"
+    path.write_text("jobs:\n  daily:\n    run: 'true'\n    schedule: '0 3 * * *'\n")
+    clock = FakeClock(datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc))
+    engine = Engine(config.load(path, environ={}), store, clock=clock)
+    engine.start()
+    try:
+        if engine._watch is None:
+            pytest.skip("inotify is not available here")
+        engine.step()
+        sleep = engine.step()
+        if store.dialect == "sqlite":
+            # Every writer of a SQLite store is on this machine and wakes the engine:
+            # the look at the store is a safety net, made with the heartbeat.
+            assert engine_mod.LOCAL_STORE_POLL - 5 < sleep <= engine_mod.LOCAL_STORE_POLL
+        else:
+            assert engine_mod.STORE_POLL - 5 < sleep <= engine_mod.STORE_POLL
+        # The heartbeat falls on a poll's wake-up (every one on SQLite, every 4th on PostgreSQL) ...
+        assert (engine._next_beat - engine._next_poll) % engine._poll_every < 1
+        # ... and that wake-up writes it when it is due within BEAT_SLACK.
+        engine._next_poll = time.monotonic()
+        engine._next_beat = time.monotonic() + engine_mod.BEAT_SLACK / 2
+        clock.advance(60)
+        engine.step()
+        [node] = [n for n in store.live_nodes() if n["name"] == engine.node]
+        assert node["heartbeat_at"] == clock.now()
+    finally:
+        engine.request_stop()
+        engine.shutdown()

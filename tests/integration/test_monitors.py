@@ -41,8 +41,8 @@ JOB_FILE = textwrap.dedent(
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _at(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
-    return datetime(2026, 3, day, hour, minute, second, tzinfo=UTC)
+def _at(day: int, hour: int, minute: int = 0, second: int = 0, ms: int = 0) -> datetime:
+    return datetime(2026, 3, day, hour, minute, second, ms * 1000, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -200,9 +200,14 @@ def test_the_engine_checks_monitors_in_its_loop_and_wakes_for_the_next_change(st
     assert store.monitors()["legacy-backup"]["state"] == "new"
     assert engine.monitors.next_check == _at(1, 18) + timedelta(milliseconds=1)
     assert store.list_runs(job="legacy-backup") == []  # never run
+    engine.notifier._wake.clear()
+    clock.set(_at(1, 17, 59, 59, 500))
+    engine.step()
+    assert not engine.notifier._wake.is_set()  # nothing changed: the notifier sleeps on
     clock.set(_at(1, 18, 0, 1))
     engine.step()  # due: checked without waiting for the store poll
     assert store.monitors()["legacy-backup"]["state"] == "late"
+    assert engine.notifier._wake.is_set()  # a state change is an event to alert on: at once
     clock.set(_at(1, 18, 10, 1))
     engine.step()
     assert store.monitors()["legacy-backup"]["state"] == "down"

@@ -130,3 +130,52 @@ def test_a_live_reload_gives_the_engine_s_notifier_the_new_channels(tmp_path: Pa
     path.write_text(JOBS.replace("hook:", "pager:").replace("missed_after: 26h", "missed_after: 2d"))
     engine.reload()
     assert list(engine.notifier.channels) == ["pager"] and engine.notifier.rule_for("report").missed_after == timedelta(days=2)
+
+
+IDLE_JOBS = """
+notify:
+  channels: {hook: {type: webhook, url: "http://127.0.0.1:9/hook"}}
+  default: {channels: [hook], on: [failure, overrun]}
+jobs:
+  nightly: {run: "true", expected_duration: 2h}
+  report: {run: "true", notify: {channels: [hook], on: [missed], missed_after: 26h}}
+"""
+
+
+def test_an_idle_notifier_sleeps_until_something_can_fall_due(store: Store) -> None:
+    cfg = config.loads(IDLE_JOBS.replace("  report", "  # report"), path="/tmp/corral.yaml", environ={})
+    n = notify.Notifier.from_config(store, cfg)
+    n.look_at_time(T0)
+    assert n.next_time_alert is None
+    assert n.idle_wait(T0, 600.0) == 600.0  # nothing running, nothing to miss: no wake-up at all
+    # A run starts: the engine's wake makes the notifier look again within TIME_CHECK of its last look.
+    _start(store, "nightly", T0 + timedelta(minutes=5))
+    n._changed()
+    assert n.idle_wait(T0 + timedelta(minutes=5), 600.0) == 0.0
+    n.look_at_time(T0 + timedelta(minutes=5))
+    assert n.next_time_alert == T0 + timedelta(hours=2, minutes=5)  # its expected_duration ends
+    assert n.idle_wait(T0 + timedelta(minutes=5), 600.0) == 600.0
+    assert n.idle_wait(T0 + timedelta(hours=2), 600.0) == 300.0
+    # Looking before it is due does nothing; at the limit the alert goes out once, then nothing is due.
+    n.look_at_time(T0 + timedelta(hours=1))
+    assert _kinds(store) == []
+    n.look_at_time(T0 + timedelta(hours=2, minutes=5, seconds=1))
+    assert [k[0] for k in _kinds(store)] == ["overrun"]
+    assert n.next_time_alert is None
+
+
+def test_a_missed_window_and_a_delivery_retry_set_the_wake_up(store: Store) -> None:
+    n = notify.Notifier.from_config(store, config.loads(IDLE_JOBS, path="/tmp/corral.yaml", environ={}))
+    n.look_at_time(T0)  # starts watching "report": the window ends 26 h from now
+    assert n.next_time_alert == T0 + timedelta(hours=26)
+    assert n.idle_wait(T0, 7 * 86400.0) == 26 * 3600.0
+    n.look_at_time(T0 + timedelta(hours=26, seconds=1))
+    [row] = store.list_deliveries()
+    assert row["kind"] == "missed" and row["status"] == "pending"
+    # The webhook's port is closed: the delivery fails and is retried after its backoff.
+    n.deliver_due(T0 + timedelta(hours=26, seconds=1))
+    [row] = store.list_deliveries()
+    assert row["status"] == "pending" and row["attempts"] == 1
+    retry_in = (row["next_attempt_at"] - (T0 + timedelta(hours=26, seconds=1))).total_seconds()
+    assert 0 < retry_in <= 3600
+    assert n.idle_wait(T0 + timedelta(hours=26, seconds=1), 7 * 86400.0) == pytest.approx(retry_in)
