@@ -56,7 +56,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -812,6 +812,8 @@ class _Reaped(NamedTuple):
     cpu: float
     maxrss: int
     """KiB; 0 when the figure is not the job's own (see corral.spawner)."""
+    ended: tuple[float, float] | None = None
+    """Wall and monotonic time at which the spawner saw the job end (its "ended" notice)."""
 
 
 class _Lane:
@@ -902,7 +904,7 @@ class _Lane:
             except (OSError, ConnectionError, EOFError, ValueError) as exc:
                 self._fail(exc)
                 return {}
-        return {pid: _Reaped(code, sig, user + system, maxrss) for pid, code, sig, user, system, maxrss in items}
+        return {pid: _Reaped(code, sig, user + system, maxrss) for pid, code, sig, user, system, maxrss, *_ in items}
 
     def read_notices(self) -> list[tuple[str, list[Any]]] | None:
         """The notices that have arrived (see :mod:`corral.spawner`); None once
@@ -1227,23 +1229,24 @@ class Supervisor:
             self._wake()
         return lanes
 
-    def _spawn(self, requests: list[tuple[int, _Request]]) -> list[tuple[int, _Spawned | Outcome]]:
+    def _spawn(self, requests: list[tuple[int, _Request]]) -> Iterator[tuple[int, _Spawned | Outcome]]:
         """Hand the requests to the spawners in small chunks, round robin, so
-        every lane starts its first processes at once; then collect the replies."""
+        every lane starts its first processes at once; then collect the
+        replies, yielding each chunk's as it comes: the caller registers those
+        runs (and the supervisor can see them end) while the spawners go on."""
         if not requests:
-            return []
+            return
         try:
             lanes = self._lanes_for(len(requests))
         except errors.ExecError as exc:
-            return [(i, self._not_started(r.launch, _Failure("spawn_failed", str(exc)))) for i, r in requests]
-        chunks = [requests[k:k + _CHUNK] for k in range(0, len(requests), _CHUNK)]
-        sent: dict[int, list[list[tuple[int, _Request]]]] = {id(lane): [] for lane in lanes}
-        out: list[tuple[int, _Spawned | Outcome]] = []
+            for i, r in requests:
+                yield i, self._not_started(r.launch, _Failure("spawn_failed", str(exc)))
+            return
+        chunks = [(lanes[k % len(lanes)], requests[at:at + _CHUNK]) for k, at in enumerate(range(0, len(requests), _CHUNK))]
         for lane in lanes:
             lane.lock.acquire()
         try:
-            for k, chunk in enumerate(chunks):
-                lane = lanes[k % len(lanes)]
+            for lane, chunk in chunks:
                 if not lane.broken:
                     try:
                         lane.send(("spawn", [
@@ -1253,29 +1256,27 @@ class Supervisor:
                         ], lane.take_recorded()))
                     except OSError as exc:
                         lane._fail(exc)
-                sent[id(lane)].append(chunk)
-            for lane in lanes:
-                for chunk in sent[id(lane)]:
-                    by_index = dict(chunk)
-                    replies: list[tuple[int, int, float, float, str | None, str | None]] = []
-                    if not lane.broken:
-                        try:
-                            _, replies = lane.receive()  # type: ignore[misc]
-                        except (OSError, ConnectionError, EOFError, ValueError) as exc:
-                            lane._fail(exc)
-                    for index, pid, wall, mono, kind, text, watched in replies:
-                        request = by_index.pop(index)
-                        out.append((index, self._spawned(lane, request, pid, wall, mono, kind, text, watched)))
-                    for index, request in by_index.items():
-                        failure = _Failure("spawn_failed", "the spawner process ended before starting it")
-                        out.append((index, self._not_started(request.launch, failure)))
+            # Each lane answers its chunks in order: read them in the order they went out.
+            for lane, chunk in chunks:
+                by_index = dict(chunk)
+                replies: list[tuple[int, int, float, float, str | None, str | None, bool]] = []
+                if not lane.broken:
+                    try:
+                        _, replies = lane.receive()  # type: ignore[misc]
+                    except (OSError, ConnectionError, EOFError, ValueError) as exc:
+                        lane._fail(exc)
+                for index, pid, wall, mono, kind, text, watched in replies:
+                    request = by_index.pop(index)
+                    yield index, self._spawned(lane, request, pid, wall, mono, kind, text, watched)
+                for index, request in by_index.items():
+                    failure = _Failure("spawn_failed", "the spawner process ended before starting it")
+                    yield index, self._not_started(request.launch, failure)
         finally:
             for lane in lanes:
                 lane.lock.release()
         while self._unwatched:
             lane, pid = self._unwatched.pop()
             lane.reap([pid])
-        return out
 
     def _spawned(
         self, lane: _Lane, request: _Request, pid: int, wall: float, mono: float, kind: str | None, text: str | None,
@@ -1622,7 +1623,7 @@ class Supervisor:
         for kind, items in notices:
             for item in items:
                 pid = item[0] if kind == "ended" else item
-                reaped = _Reaped(item[1], item[2], item[3] + item[4], item[5]) if kind == "ended" else None
+                reaped = _Reaped(item[1], item[2], item[3] + item[4], item[5], (item[6], item[7])) if kind == "ended" else None
                 key = (lane, pid)
                 with self._lock:
                     if key in self._discard:
@@ -1714,8 +1715,12 @@ class Supervisor:
         return finished
 
     def _record_exit(self, run: _Run, now: float, reaped: _Reaped | None) -> None:
-        run.ended_at = _utcnow()
-        run.duration = now - run.started_mono
+        if reaped is not None and reaped.ended is not None:
+            run.ended_at = datetime.fromtimestamp(reaped.ended[0], timezone.utc)
+            run.duration = max(0.0, reaped.ended[1] - run.started_mono)
+        else:
+            run.ended_at = _utcnow()
+            run.duration = now - run.started_mono
         if reaped is not None and (reaped.exit_code is not None or reaped.signal is not None):
             run.exit_code, run.signal = reaped.exit_code, reaped.signal
             if run.lane is not None:
@@ -1804,19 +1809,22 @@ class Supervisor:
             run.cpu_ticks = max(run.cpu_ticks, sum(proc.cpu_ticks for proc in tree))
             self._enforce_cap(run)
 
-    def _enforce_cap(self, run: _Run) -> None:
-        if _log_size(run.log_path) <= max(run.log_max_bytes, _MIN_LOG_CAP):
-            return
+    def _enforce_cap(self, run: _Run) -> int:
+        """Cap the run's log if it is over its limit; returns the log's size."""
+        size = _log_size(run.log_path)
+        if size <= max(run.log_max_bytes, _MIN_LOG_CAP):
+            return size
         try:
             capped = _cap_log(run.log_path, run.log_max_bytes, run.log_dropped, run.marker_len)
         except OSError as exc:
             log.warning("cannot cap the log of run %s at %s: %s", run.run_id, run.log_path, exc)
-            return
+            return size
         if capped is not None:
             run.log_dropped, run.marker_len = capped
+        return _log_size(run.log_path)
 
     def _finish(self, run: _Run) -> Outcome:
-        self._enforce_cap(run)
+        log_bytes = self._enforce_cap(run)
         failure = _failure_from_status(run.exit_code, run.log_path, run.argv0 or "the command")
         sampled_cpu = run.cpu_ticks / _CLOCK_TICKS
         orphan_cpu = run.orphan_cpu_ticks / _CLOCK_TICKS
@@ -1838,7 +1846,7 @@ class Supervisor:
             duration=run.duration,
             peak_rss=peak,
             cpu_seconds=cpu,
-            log_bytes=_log_size(run.log_path),
+            log_bytes=log_bytes,
             log_dropped=run.log_dropped,
             stopped_by=run.stopped_by,
             error=failure.error if failure else None,

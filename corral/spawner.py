@@ -33,8 +33,8 @@ each answered by one reply:
 ``("reap", [pid, ...])``
     Each pid has exited and the main process has dealt with what the job
     left behind. Reap it, reply ``("reaped", [(pid, exit_code, signal,
-    user_cpu, system_cpu, maxrss_kib), ...])``; exit_code and signal are None
-    for a pid that is not our child.
+    user_cpu, system_cpu, maxrss_kib, wall_time, monotonic_time), ...])``;
+    exit_code and signal are None for a pid that is not our child.
 
 A request may carry a third item: the exit paths of jobs whose status the
 main process has recorded in its store. The spawner keeps every status it
@@ -45,8 +45,10 @@ starting the run on some disks, and is needed only after a crash.
 On the second socket, notices from the spawner alone, one when a watched job
 ends:
 
-``("ended", [(pid, exit_code, signal, user_cpu, system_cpu, maxrss_kib), ...])``
+``("ended", [(pid, exit_code, signal, user_cpu, system_cpu, maxrss_kib, wall_time, monotonic_time), ...])``
     The job ended and left nothing behind, so the spawner reaped it at once
+    (the two times say when: a burst's ends are known to the millisecond even
+    when the main process reads the notices later)
     (as a subreaper it inherits every orphan of its jobs: when its only
     children are jobs, the ended job has no process left anywhere).
 ``("held", [pid, ...])``
@@ -303,7 +305,7 @@ class Spawner:
             got, raw, usage = os.wait4(pid, 0)
         except ChildProcessError:
             self.exit_paths.pop(pid, None)
-            return (pid, None, None, 0.0, 0.0, 0)
+            return (pid, None, None, 0.0, 0.0, 0, time.time(), time.monotonic())
         code = os.waitstatus_to_exitcode(raw)
         exit_code, sig = (code, None) if code >= 0 else (None, -code)
         path = self.exit_paths.pop(pid, None)
@@ -316,7 +318,7 @@ class Spawner:
         # memory it shared until exec): only a figure above it is the job's.
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         maxrss = usage.ru_maxrss if usage.ru_maxrss > own else 0
-        return (pid, exit_code, sig, usage.ru_utime, usage.ru_stime, maxrss)
+        return (pid, exit_code, sig, usage.ru_utime, usage.ru_stime, maxrss, time.time(), time.monotonic())
 
     def reap_strays(self):
         """Reap orphans of jobs that ended (children that are not jobs)."""

@@ -173,6 +173,10 @@ class Worker:
         (in memory: a restart of corral starts the wait's timeout again)."""
         self.triggered = 0
         """Runs created by job-after-job triggers so far."""
+        self._started: dict[int, Run] = {}
+        """The runs this worker started, as recorded when they started, until
+        their end is recorded: what the end needs to know of them, without
+        reading them back from the store."""
 
     def set_jobs(self, settings: Settings, jobs: Mapping[str, JobSpec]) -> None:
         self.settings = settings
@@ -319,13 +323,15 @@ class Worker:
                 failed.append(result)
                 continue
             log.info("run %s of %s started (pid %s, attempt %s)", run.id, run.job, result.pid, run.attempt)
-            started.append((run.id, dict(
+            values = dict(
                 pid=result.pid,
                 pgid=result.pgid,
                 proc_start=result.start_time,
                 started_at=result.started_at,
                 log_path=str(log_path_for(self.settings, run.job, run.id)),
-            )))
+            )
+            started.append((run.id, values))
+            self._started[run.id] = replace(run, state=t.RUNNING, node=self.node, **values)
             if run.catchup:
                 self._catchup_running.add(run.id)
         # One transaction for all pids. A crash before it commits leaves runs
@@ -402,7 +408,9 @@ class Worker:
             outcomes = [o for o in outcomes if o.run_id > 0]
             if not outcomes:
                 return
-        runs = self.store.get_runs([o.run_id for o in outcomes])
+        runs = {o.run_id: self._started.pop(o.run_id) for o in outcomes if o.run_id in self._started}
+        if len(runs) < len(outcomes):  # adopted after a restart, or an end that could not be recorded at once
+            runs.update(self.store.get_runs([o.run_id for o in outcomes if o.run_id not in runs]))
         changes: list[tuple[int, str, dict[str, Any]]] = []
         for outcome in outcomes:
             run = runs.get(outcome.run_id)

@@ -689,6 +689,12 @@ class Store:
         with self._read() as conn:
             return [_run(r) for r in conn.execute(query)]
 
+    def count_runs(self, *, states: Sequence[str]) -> int:
+        """How many runs are in one of ``states`` (a cheap probe for a waiting caller)."""
+        query = sa.select(sa.func.count()).select_from(runs).where(runs.c.state.in_(tuple(states)))
+        with self._read() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     def get_runs(self, ids: Sequence[int]) -> dict[int, Run]:
         if not ids:
             return {}

@@ -100,10 +100,15 @@ def spawner() -> Iterator[Spawner]:
 
 
 def test_a_job_that_leaves_nothing_behind_is_reaped_at_once_and_its_end_told(spawner: Spawner, tmp_path: Path) -> None:
+    before_wall, before_mono = time.time(), time.monotonic()
     pid = spawner.spawn(["/bin/sh", "-c", "exit 7"], tmp_path)
     kind, items = spawner.notice()
+    after_wall, after_mono = time.time(), time.monotonic()
     assert kind == "ended"
     assert [(p, code, sig) for p, code, sig, *_ in items] == [(pid, 7, None)]
+    # When it ended, by the spawner's clocks: the main process may read the notice much later.
+    wall, mono = items[0][6:8]
+    assert before_wall <= wall <= after_wall and before_mono <= mono <= after_mono
     assert not psutil.pid_exists(pid) or psutil.Process(pid).ppid() != spawner.proc.pid  # reaped
     # Not recorded by anyone: written down when the main process goes away.
     assert not (tmp_path / "1.exit").exists()
