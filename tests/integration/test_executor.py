@@ -254,6 +254,21 @@ def test_a_burst_is_split_over_the_spawners(runs: Runs, tmp_path: Path) -> None:
     assert all(runs.outcomes[r.run_id].exit_code == 0 for r in results)
 
 
+def test_in_a_burst_the_first_runs_end_while_the_last_start_and_their_end_times_are_their_own(runs: Runs) -> None:
+    launches = [runs.launch_spec(("/bin/true",)) for _ in range(200)]
+    results = runs.supervisor.launch_many(launches)
+    assert all(isinstance(r, executor.Started) for r in results)
+    runs.started.extend(r for r in results if isinstance(r, executor.Started))
+    assert runs.supervisor.wait_idle(30)
+    starts = {r.run_id: r.started_at for r in results}  # type: ignore[union-attr]
+    ends = {i: runs.outcomes[i].ended_at for i in starts}
+    assert all(runs.outcomes[i].exit_code == 0 and ends[i] >= starts[i] for i in starts)
+    # Registered chunk by chunk, with the end time the spawner saw: the first
+    # run's recorded end comes before the last run's start, not after the whole burst.
+    first, last = launches[0].run_id, launches[-1].run_id
+    assert ends[first] < starts[last], (ends[first], starts[last])
+
+
 def test_leftovers_are_found_below_the_spawner_without_scanning_the_host(runs: Runs, tmp_path: Path) -> None:
     # A daemon that double-forks and leaves the run's session: the spawner
     # (a child subreaper) inherits it, so the run's subtree still holds it.
