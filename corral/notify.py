@@ -344,6 +344,8 @@ COALESCE = 0.3
 IDLE_INTERVAL = 600.0
 """At most this many seconds between two looks of the notifier thread when
 nothing woke it and nothing fell due (a safety net: every change wakes it)."""
+ERROR_RETRY = 30.0
+"""Seconds before the notifier tries again after a failed step (a store it could not use)."""
 SHARED_INTERVAL = 30.0
 """The same on a shared store (PostgreSQL), where other machines' events are
 not announced to this process."""
@@ -593,8 +595,10 @@ class Notifier:
                 wait = self.idle_wait(clock.now(), interval)
             except errors.CorralError as exc:
                 log.error("notifier: %s", exc)
+                wait = min(interval, ERROR_RETRY)
             except Exception:  # noqa: BLE001 - keep notifying whatever one message does
                 log.exception("notifier step failed")
+                wait = min(interval, ERROR_RETRY)
             if not more and not stop.is_set():
                 # Woken by the engine when runs change; otherwise asleep until
                 # something falls due, so an idle corral stays idle.

@@ -47,10 +47,10 @@ ends:
 
 ``("ended", [(pid, exit_code, signal, user_cpu, system_cpu, maxrss_kib, wall_time, monotonic_time), ...])``
     The job ended and left nothing behind, so the spawner reaped it at once
-    (the two times say when: a burst's ends are known to the millisecond even
-    when the main process reads the notices later)
     (as a subreaper it inherits every orphan of its jobs: when its only
-    children are jobs, the ended job has no process left anywhere).
+    children are jobs, the ended job has no process left anywhere). The two
+    times say when it ended, so its end time is its own even when the main
+    process reads the notice much later (in a burst).
 ``("held", [pid, ...])``
     The job ended but the spawner has other children, which may be what the
     job left behind. It stays a zombie, keeping its process group and
