@@ -76,9 +76,14 @@ class Alert:
 _FAILING = {t.FAILED: "failure", t.TIMED_OUT: "timeout", t.LOST: "lost"}
 
 
+ALERT_TYPES = ("monitor.transition",)
+"""Events :func:`evaluate` can do something with, besides a run's creation
+or transition into a final state (a skip, an end): the notifier reads only these."""
+
+
 def _may_alert(event: Event) -> bool:
-    """Whether :func:`evaluate` can do anything with this event."""
-    if event.type == "monitor.transition":
+    """Whether :func:`evaluate` can do anything with this event (what :meth:`Notifier.step` reads)."""
+    if event.type in ALERT_TYPES:
         return True
     return event.type in ("run.transition", "run.created") and event.new_state in t.FINAL_STATES
 
@@ -417,16 +422,17 @@ class Notifier:
         (see :meth:`catch_up`)."""
         self.store.publish_events(now=now)
         after = self.store.event_cursor(CONSUMER)
-        batch = self.store.events_after(after, limit)
-        if not batch:
+        last = self.store.last_event_seq()
+        if last <= after:
             return False
+        upto = min(last, after + limit)
+        # Most events (a run created or started) cannot change a condition: not even read.
+        batch = self.store.events_between(after, upto, types=ALERT_TYPES, run_states=tuple(t.FINAL_STATES))
         conditions: dict[str, dict[str, dict[str, Any]]] = {}
         writes: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
         for event in batch:
-            if not _may_alert(event):
-                continue  # most events (a run created or started) cannot change a condition
             if event.job not in conditions:
                 conditions[event.job] = self.store.alert_states(event.job)
             rule = self.rule_for(event.job)
@@ -436,8 +442,8 @@ class Notifier:
                 writes.append(row)
             for alert in alerts if not silent else []:
                 outbox.extend(self._outbox(alert, rule, now, counts))
-        self.store.record_alerts(writes, outbox, consumer=CONSUMER, seq=batch[-1].seq, now=now)
-        return len(batch) == limit
+        self.store.record_alerts(writes, outbox, consumer=CONSUMER, seq=upto, now=now)
+        return upto < last
 
     def catch_up(self, now: datetime) -> int:
         """On a store whose feed this notifier has never read (a store from

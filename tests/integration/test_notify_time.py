@@ -179,3 +179,18 @@ def test_a_missed_window_and_a_delivery_retry_set_the_wake_up(store: Store) -> N
     retry_in = (row["next_attempt_at"] - (T0 + timedelta(hours=26, seconds=1))).total_seconds()
     assert 0 < retry_in <= 3600
     assert n.idle_wait(T0 + timedelta(hours=26, seconds=1), 7 * 86400.0) == pytest.approx(retry_in)
+
+
+def test_the_notifier_reads_only_events_that_can_alert_and_its_cursor_passes_the_rest(store: Store, notifier: notify.Notifier) -> None:
+    ids = [_start(store, "report", T0) for _ in range(3)]  # created and started: nothing to alert on
+    assert notifier.step(T0, limit=4) is True  # 6 events, read 4 at a time
+    assert store.event_cursor(notify.CONSUMER) == 4
+    assert notifier.step(T0) is False
+    assert store.event_cursor(notify.CONSUMER) == store.last_event_seq() == 6
+    store.transition(ids[1], t.FAILED, now=T0 + timedelta(minutes=1), exit_code=3)
+    assert notifier.step(T0 + timedelta(minutes=1)) is False
+    assert store.event_cursor(notify.CONSUMER) == 7
+    assert _kinds(store) == [("failure", "report", ids[1])]
+    # What it skipped reading is still in the feed for everyone else.
+    assert [e.seq for e in store.events_after(0, 100)] == [1, 2, 3, 4, 5, 6, 7]
+    assert [e.seq for e in store.events_between(0, 7, types=notify.ALERT_TYPES, run_states=tuple(t.FINAL_STATES))] == [7]
