@@ -168,3 +168,35 @@ def test_catch_up_runs_start_within_the_global_limit(tmp_path: Path) -> None:
         cur += d
         peak = max(peak, cur)
     assert peak == 2
+
+
+def test_a_ping_wakes_the_running_corral_which_applies_it_at_once(tmp_path: Path) -> None:
+    """The dashboard records a ping and wakes ``corral up`` (SIGUSR1): the
+    monitor goes down now, not at the store poll (a minute away on SQLite)."""
+    import httpx
+
+    from corral.web import serve_in_thread
+
+    ping_id = "6a1f3e2d-9b8c-4d7e-a6f5-0c1b2a3d4e5f"
+    path = write_config(tmp_path, f"jobs:\n  legacy:\n    schedule: '0 3 * * *'\n    monitor: {{grace: 10m, id: {ping_id}}}\n")
+    log = tmp_path / "up.log"
+    up = start_corral_up(path, log)
+    store = open_store(f"sqlite:///{tmp_path / '.corral/corral.db'}")
+    server = None
+    try:
+        wait_for(lambda: "corral up: 1 job(s)" in log.read_text(), what="corral up to start")
+        wait_for(lambda: "legacy" in store.monitors(), what="the monitor's row")
+        server = serve_in_thread(path, f"sqlite:///{tmp_path / '.corral/corral.db'}", port=0)
+        assert httpx.get(f"{server.url}/ping/{ping_id}/fail", timeout=10).status_code == 200
+        wait_for(lambda: store.monitors()["legacy"]["state"] == "down", timeout=15, what="the monitor to go down")
+        # Its event is published by the notifier, which the change woke as well (not its 10-minute idle look).
+        wait_for(
+            lambda: [e.new_state for e in store.events_after(0, 100) if e.type == "monitor.transition"] == ["down"],
+            timeout=15, what="the monitor's change in the event feed",
+        )
+    finally:
+        if server is not None:
+            server.stop()
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=60)
+        store.close()
