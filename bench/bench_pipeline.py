@@ -13,6 +13,10 @@ corral's spawner processes are started before the run, as ``corral up`` does
 30 s before a scheduled slot (and keeps them a minute after the last run); a
 run triggered in an idle corral pays their start (about 15 ms) once, shown on
 its own line ("cold").
+
+The last lines split a command's time in two, for the loop and for the steps
+(from the recorded step rows, by the spawner's clock): from the end of the
+one before to its process started, and from there to its end.
 """
 
 from __future__ import annotations
@@ -36,11 +40,16 @@ from corral.store import open_store  # noqa: E402
 from corral.store import tables as t  # noqa: E402
 
 
-def plain_loop(count: int) -> float:
+def plain_loop(count: int, split: list[tuple[float, float]] | None = None) -> float:
+    """``split`` gets, per command, (spawn call, spawn return to reaped) in seconds."""
     start = time.perf_counter()
     for _ in range(count):
+        t0 = time.perf_counter()
         pid = os.posix_spawn("/bin/sh", ["sh", "-c", "true"], dict(os.environ))
+        t1 = time.perf_counter()
         os.waitpid(pid, 0)
+        if split is not None:
+            split.append((t1 - t0, time.perf_counter() - t1))
     return time.perf_counter() - start
 
 
@@ -70,7 +79,10 @@ def executor_loop(count: int, folder: Path) -> float:
         supervisor.close()
 
 
-def pipeline_run(count: int, folder: Path, *, warm: bool = True) -> float:
+def pipeline_run(count: int, folder: Path, *, warm: bool = True, split: list[tuple[float, float]] | None = None) -> float:
+    """``split`` gets, per step after the first, (from the end of the step
+    before, as its spawner saw it, to this step's process started; from that
+    start to its end) in seconds, from the recorded step rows."""
     lines = ["jobs:", "  chain:", "    steps:"]
     for index in range(count):
         needs = f", needs: [s{index - 1}]" if index else ""
@@ -101,6 +113,10 @@ def pipeline_run(count: int, folder: Path, *, warm: bool = True) -> float:
             time.sleep(0.01)
         assert run.state == t.SUCCEEDED, run.message
         assert run.started_at is not None and run.ended_at is not None
+        if split is not None:
+            steps = sorted(store.get_steps(run_id), key=lambda s: s.started_at)  # type: ignore[arg-type, return-value]
+            for before, step in zip(steps, steps[1:]):
+                split.append(((step.started_at - before.ended_at).total_seconds(), (step.ended_at - step.started_at).total_seconds()))  # type: ignore[operator]
         return (run.ended_at - run.started_at).total_seconds()
     finally:
         engine.request_stop()
@@ -114,12 +130,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     loops, execs, pipes = [], [], []
+    loop_split: list[tuple[float, float]] = []
+    pipe_split: list[tuple[float, float]] = []
     for _ in range(args.repeat):
-        loops.append(plain_loop(args.steps))
+        loops.append(plain_loop(args.steps, loop_split))
         with tempfile.TemporaryDirectory() as tmp:
             execs.append(executor_loop(args.steps, Path(tmp)))
         with tempfile.TemporaryDirectory() as tmp:
-            pipes.append(pipeline_run(args.steps, Path(tmp)))
+            pipes.append(pipeline_run(args.steps, Path(tmp), split=pipe_split))
     with tempfile.TemporaryDirectory() as tmp:
         cold = pipeline_run(args.steps, Path(tmp), warm=False)
     loop, execd, pipe = statistics.median(loops), statistics.median(execs), statistics.median(pipes)
@@ -130,6 +148,14 @@ def main() -> None:
     print(f"  (cold: spawners started by the run itself: {cold * 1000:.1f} ms)")
     print(f"  ratio to the plain loop: {pipe / loop:8.2f}x  (target <= 2x)")
     print(f"  ratio to executor only : {pipe / execd:8.2f}x  (what step bookkeeping adds)")
+
+    def ms(values: list[float]) -> str:
+        return f"{statistics.median(values) * 1000:.3f} ms"
+
+    print("  where a command's time goes (medians):")
+    print(f"    plain loop: posix_spawn {ms([a for a, _ in loop_split])}, then running until reaped {ms([b for _, b in loop_split])}")
+    print(f"    pipeline:   previous step's end to this step started {ms([a for a, _ in pipe_split])}"
+          f" (notice, bookkeeping, request, log file, spawn), then running until its end was seen {ms([b for _, b in pipe_split])}")
 
 
 if __name__ == "__main__":
