@@ -77,15 +77,17 @@ _FAILING = {t.FAILED: "failure", t.TIMED_OUT: "timeout", t.LOST: "lost"}
 
 
 ALERT_TYPES = ("monitor.transition",)
-"""Events :func:`evaluate` can do something with, besides a run's creation
-or transition into a final state (a skip, an end): the notifier reads only these."""
+"""Events :func:`evaluate` can always do something with."""
+RUN_EVENT_TYPES = ("run.created", "run.transition")
+"""Run events, which it can do something with only when they end the run
+(a skip, an end: a state in FINAL_STATES). The notifier reads no other event."""
 
 
 def _may_alert(event: Event) -> bool:
     """Whether :func:`evaluate` can do anything with this event (what :meth:`Notifier.step` reads)."""
     if event.type in ALERT_TYPES:
         return True
-    return event.type in ("run.transition", "run.created") and event.new_state in t.FINAL_STATES
+    return event.type in RUN_EVENT_TYPES and event.new_state in t.FINAL_STATES
 
 
 def evaluate(
@@ -427,7 +429,9 @@ class Notifier:
             return False
         upto = min(last, after + limit)
         # Most events (a run created or started) cannot change a condition: not even read.
-        batch = self.store.events_between(after, upto, types=ALERT_TYPES, run_states=tuple(t.FINAL_STATES))
+        batch = self.store.events_between(
+            after, upto, types=ALERT_TYPES, run_types=RUN_EVENT_TYPES, run_states=tuple(t.FINAL_STATES)
+        )
         conditions: dict[str, dict[str, dict[str, Any]]] = {}
         writes: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []

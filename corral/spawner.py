@@ -33,8 +33,9 @@ each answered by one reply:
 ``("reap", [pid, ...])``
     Each pid has exited and the main process has dealt with what the job
     left behind. Reap it, reply ``("reaped", [(pid, exit_code, signal,
-    user_cpu, system_cpu, maxrss_kib, wall_time, monotonic_time), ...])``;
-    exit_code and signal are None for a pid that is not our child.
+    user_cpu, system_cpu, maxrss_kib, wall_time, monotonic_time), ...])``
+    (the times: when it was reaped, not when it ended); exit_code and signal
+    are None for a pid that is not our child.
 
 A request may carry a third item: the exit paths of jobs whose status the
 main process has recorded in its store. The spawner keeps every status it

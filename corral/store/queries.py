@@ -1255,7 +1255,7 @@ class Store:
                 updates.append((seq, at, row.id))
             # Thousands of rows that differ only in two integers: straight to
             # the driver, without a statement's per-row parameter handling.
-            conn.exec_driver_sql(_PUBLISH.format(p="?" if self.dialect == "sqlite" else "%s"), updates)
+            conn.exec_driver_sql(_PUBLISH.format(p="?" if conn.dialect.paramstyle == "qmark" else "%s"), updates)
             conn.execute(event_publisher.update().where(event_publisher.c.id == 1).values(last_seq=last))
         return numbered
 
@@ -1281,9 +1281,11 @@ class Store:
         with self._read() as conn:
             return [Event(**r._mapping) for r in conn.execute(_AFTER, {"after": after, "limit": limit})]
 
-    def events_between(self, after: int, upto: int, *, types: Sequence[str], run_states: Sequence[str]) -> list[Event]:
+    def events_between(
+        self, after: int, upto: int, *, types: Sequence[str], run_types: Sequence[str], run_states: Sequence[str]
+    ) -> list[Event]:
         """Published events with ``after < seq <= upto``, in order, that are
-        of one of ``types`` or are a run's creation or transition into one of
+        of one of ``types``, or of one of ``run_types`` into one of
         ``run_states``: a consumer that needs only those skips the others
         without reading them (``seq`` has no gaps, so the range is exact)."""
         query = (
@@ -1293,7 +1295,7 @@ class Store:
                 events.c.seq <= upto,
                 sa.or_(
                     events.c.type.in_(tuple(types)),
-                    sa.and_(events.c.type.in_(("run.created", "run.transition")), events.c.new_state.in_(tuple(run_states))),
+                    sa.and_(events.c.type.in_(tuple(run_types)), events.c.new_state.in_(tuple(run_states))),
                 ),
             )
             .order_by(events.c.seq)

@@ -193,4 +193,19 @@ def test_the_notifier_reads_only_events_that_can_alert_and_its_cursor_passes_the
     assert _kinds(store) == [("failure", "report", ids[1])]
     # What it skipped reading is still in the feed for everyone else.
     assert [e.seq for e in store.events_after(0, 100)] == [1, 2, 3, 4, 5, 6, 7]
-    assert [e.seq for e in store.events_between(0, 7, types=notify.ALERT_TYPES, run_states=tuple(t.FINAL_STATES))] == [7]
+    alertable = store.events_between(
+        0, 7, types=notify.ALERT_TYPES, run_types=notify.RUN_EVENT_TYPES, run_states=tuple(t.FINAL_STATES)
+    )
+    assert [e.seq for e in alertable] == [7]
+
+
+def test_a_reload_that_adds_a_missed_rule_makes_the_idle_notifier_look_again(store: Store) -> None:
+    without = config.loads(IDLE_JOBS.replace("  report", "  # report"), path="/tmp/corral.yaml", environ={})
+    n = notify.Notifier.from_config(store, without)
+    n.look_at_time(T0)
+    assert n.idle_wait(T0, 600.0) == 600.0
+    n.look_at_time(T0 + timedelta(seconds=1))  # nothing due: no look
+    assert n.next_time_alert is None
+    n.configure(config.loads(IDLE_JOBS, path="/tmp/corral.yaml", environ={}))
+    n.look_at_time(T0 + timedelta(seconds=2))  # the new rules are looked at at once
+    assert n.next_time_alert == T0 + timedelta(hours=26, seconds=2)
