@@ -88,18 +88,26 @@ class _Pipeline:
     """Step changes made in memory and not yet in the store (see Worker._write_steps)."""
     # Derived once per run, so each step's end costs the same in a long pipeline as in a short one:
     specs: dict[str, StepSpec] = field(init=False)
-    ordered: list[StepSpec] = field(init=False)
-    """The steps in pipeline.order."""
+    position: dict[str, int] = field(init=False)
+    """step name -> its place in the job file."""
     names: dict[int, str] = field(init=False)
     """step row id -> step name."""
-    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
-    """step name -> the outputs of each step that succeeded (read from its row once)."""
+    outputs: dict[str, dict[str, str]] = field(init=False)
+    """step name -> the outputs of each step that succeeded and wrote some."""
+    progress: pipeline.Progress = field(init=False)
+    """What may start and what is skipped, kept up to date by Worker._change_steps."""
     folder_made: bool = False
 
     def __post_init__(self) -> None:
         self.specs = {step.name: step for step in self.job.steps}
-        self.ordered = pipeline.order(self.job.steps)
+        self.position = {step.name: index for index, step in enumerate(self.job.steps)}
         self.names = {step.id: name for name, step in self.steps.items()}
+        self.outputs = {
+            name: step.output_values for name, step in self.steps.items() if step.state == t.SUCCEEDED and step.outputs
+        }
+        self.progress = pipeline.Progress(
+            self.job.steps, {name: step.state for name, step in self.steps.items()}, parallelism=self.job.parallelism
+        )
 
     def spec_of(self, name: str) -> StepSpec:
         return self.specs[name]
@@ -720,12 +728,8 @@ class Worker:
         env.update(job.env_dict)
         env.update(step.env)
         outputs: dict[str, str] = {}
-        for other in job.steps:  # outputs of finished steps, in file order
-            done = pr.steps.get(other.name)
-            if done is not None and done.state == t.SUCCEEDED:
-                if other.name not in pr.outputs:
-                    pr.outputs[other.name] = done.output_values
-                outputs.update(pr.outputs[other.name])
+        for name in sorted(pr.outputs, key=pr.position.__getitem__):  # of the steps that succeeded, in file order
+            outputs.update(pr.outputs[name])
         env.update(pipeline.output_env(outputs))
         env.update(params_mod.env(pr.params))
         env.update(
@@ -754,13 +758,9 @@ class Worker:
                 self._write_steps(pr, now)
                 self._stop_pipeline(pr, "timeout", now)
                 return
-            states = {name: step.state for name, step in pr.steps.items()}
-            for name in [n for n, at in pr.retry_at.items() if at <= now or states.get(n) != t.PENDING]:
+            for name in [n for n, at in pr.retry_at.items() if at <= now or pr.steps[n].state != t.PENDING]:
                 del pr.retry_at[name]
-            decided = pipeline.plan(
-                pr.job.steps, states, parallelism=pr.job.parallelism, stopping=pr.stopping, held=pr.retry_at,
-                ordered=pr.ordered,
-            )
+            decided = pr.progress.next(stopping=pr.stopping, held=pr.retry_at)
             if decided.skip:
                 changes = [
                     (pr.steps[s.name].id, t.SKIPPED, dict(reason=s.reason, message=s.message)) for s in decided.skip
@@ -842,7 +842,10 @@ class Worker:
             if isinstance(update.get("outputs"), dict):
                 update["outputs"] = json.dumps(update["outputs"], sort_keys=True)
             name = names[step_id]
-            pr.steps[name] = replace(pr.steps[name], **update)
+            pr.steps[name] = row = replace(pr.steps[name], **update)
+            pr.progress.set(name, state)
+            if state == t.SUCCEEDED and row.outputs:
+                pr.outputs[name] = row.output_values
             pr.unwritten.append((step_id, state, values, expect))
 
     def _write_steps(self, pr: _Pipeline, now: datetime) -> None:

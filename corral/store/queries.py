@@ -1670,7 +1670,7 @@ _STEP_INSERT_KEYS = tuple(c for c in _STEP_COLUMNS if c != "id")
 
 
 def _step(row: Any) -> Step:
-    return Step(**{name: row._mapping[name] for name in _STEP_COLUMNS})
+    return Step(**row._asdict())
 
 
 def redact(url: str) -> str:

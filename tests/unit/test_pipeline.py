@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from corral import errors, params, pipeline
@@ -83,6 +85,52 @@ def test_stopping_skips_every_pending_step_with_the_reason() -> None:
     assert decided.start == ()
     assert {s.name for s in decided.skip} == {"32", "33", "61", "62", "63"}
     assert {s.reason for s in decided.skip} == {"cancelled"}
+
+
+def _random_pipeline(rng: random.Random) -> list[StepSpec]:
+    count = rng.randint(1, 14)
+    names = [f"s{i}" for i in range(count)]
+    rng.shuffle(names)
+    rank = {name: i for i, name in enumerate(names)}
+    return [
+        step(name, *rng.sample([n for n in names if rank[n] < rank[name]], k=min(rank[name], rng.randint(0, 3))),
+             cof=rng.random() < 0.2)
+        for name in sorted(names, key=lambda n: rng.random())
+    ]
+
+
+def test_progress_decides_what_plan_decides_through_random_runs() -> None:
+    """Progress is plan kept up to date: at every point of a run, with steps
+    starting, ending in every final state, going back to pending for a retry,
+    held for a retry delay or stopped, both decide the same."""
+    rng = random.Random(11)
+    finals = ("succeeded", "succeeded", "succeeded", "failed", "timed_out", "cancelled", "lost")
+    for _ in range(400):
+        steps = _random_pipeline(rng)
+        parallelism = rng.randint(1, 4)
+        # a resumed attempt starts with some steps kept as succeeded
+        states = {s.name: "succeeded" for s in steps if rng.random() < 0.15}
+        progress = pipeline.Progress(steps, states, parallelism=parallelism)
+        for _ in range(60):
+            held = {s.name for s in steps if states.get(s.name, "pending") == "pending" and rng.random() < 0.2}
+            stopping = ("cancelled", "cancelled while running") if rng.random() < 0.03 else None
+            expected = pipeline.plan(steps, states, parallelism=parallelism, held=held, stopping=stopping)
+            got = progress.next(held=held, stopping=stopping)
+            assert got == expected, (steps, states, held)
+            for skip in expected.skip:
+                states[skip.name] = "skipped"
+                progress.set(skip.name, "skipped")
+            for name in expected.start:
+                if rng.random() < 0.8:
+                    states[name] = "running"
+                    progress.set(name, "running")
+            running = [name for name, state in states.items() if state == "running"]
+            if running and rng.random() < 0.7:
+                name = rng.choice(running)
+                states[name] = "pending" if rng.random() < 0.15 else rng.choice(finals)  # pending: retried
+                progress.set(name, states[name])
+            if all(states.get(s.name, "pending") not in ("pending", "running") for s in steps):
+                break
 
 
 @pytest.mark.parametrize(
