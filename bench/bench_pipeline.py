@@ -106,15 +106,15 @@ def pipeline_run(count: int, folder: Path, *, warm: bool = True, split: list[tup
         engine.wake()
         deadline = time.monotonic() + 120
         while True:
+            # The figure is the run's recorded start-to-end, so a slow poll
+            # costs no accuracy; a fast one would take the GIL from the engine
+            # (in this process here, unlike corral up and its CLI).
+            time.sleep(0.1)
             run = store.get_run(run_id)
             if run.state in t.FINAL_STATES:
                 break
             if time.monotonic() > deadline:
                 raise SystemExit("pipeline did not finish in 120 s")
-            # The figure is the run's recorded start-to-end, so a slow poll
-            # costs no accuracy; a fast one would take the GIL from the engine
-            # (in this process here, unlike corral up and its CLI).
-            time.sleep(0.1)
         assert run.state == t.SUCCEEDED, run.message
         assert run.started_at is not None and run.ended_at is not None
         if split is not None:

@@ -947,18 +947,18 @@ class Store:
     def create_steps(self, run_id: int, rows: Sequence[dict[str, Any]], *, now: datetime) -> list[Step]:
         """Insert the step rows of a run that are not there yet (keyed on run and
         name, so a second call inserts nothing); returns all of the run's steps."""
-        stmt = self._insert(t.steps).values(
-            {k: sa.bindparam(f"v_{k}", type_=t.steps.c[k].type) for k in _STEP_INSERT_KEYS}
-        ).on_conflict_do_nothing(index_elements=["run_id", "name"])
-        params = []
+        # One statement per set of columns given (a fresh run gives the same
+        # few for every step; a resumed one more for the kept steps): the
+        # columns left out take their defaults, and fewer values are bound.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
-            values: dict[str, Any] = dict.fromkeys(_STEP_INSERT_KEYS)
-            values.update(attempt=1, created_at=now, updated_at=now, run_id=run_id)
+            values: dict[str, Any] = dict(attempt=1, created_at=now, updated_at=now, run_id=run_id)
             values.update(row)
-            params.append({f"v_{k}": values[k] for k in _STEP_INSERT_KEYS})
+            keys = tuple(sorted(values))
+            groups.setdefault(keys, []).append({f"v_{k}": values[k] for k in keys})
         with self._tx() as conn:
-            if params:
-                conn.execute(stmt, params)
+            for keys, params in groups.items():
+                conn.execute(self._step_insert_stmt(keys), params)
             found = conn.execute(
                 sa.select(t.steps).where(t.steps.c.run_id == run_id).order_by(t.steps.c.position)
             ).all()
@@ -995,6 +995,12 @@ class Store:
                 res = conn.execute(self._step_update_stmt(tuple(sorted(update)), len(allowed)), params)
                 results.append(res.rowcount == 1)
         return results
+
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - a Store lives as long as the process
+    def _step_insert_stmt(self, keys: tuple[str, ...]) -> Any:
+        return self._insert(t.steps).values(
+            {k: sa.bindparam(f"v_{k}", type_=t.steps.c[k].type) for k in keys}
+        ).on_conflict_do_nothing(index_elements=["run_id", "name"])
 
     @staticmethod
     @functools.lru_cache(maxsize=64)
@@ -1665,8 +1671,6 @@ def _utc(value: Any, kind: Any, dialect: Any) -> Any:
     return value
 
 
-_STEP_COLUMNS = [c.name for c in t.steps.columns]
-_STEP_INSERT_KEYS = tuple(c for c in _STEP_COLUMNS if c != "id")
 
 
 def _step(row: Any) -> Step:

@@ -206,3 +206,30 @@ def test_recent_durations_of_many_jobs_match_durations_of_each(store: Store) -> 
     assert found == {job: store.durations(job, limit=3) for job in ("a", "b", "c", "nope")}
     assert found["a"] == [14.0, 13.0, 12.0] and found["b"] == [11.0, 10.0] and found["c"] == []
     assert store.recent_durations([]) == {}
+
+
+def test_step_rows_are_created_once_kept_ones_whole_and_changed_only_from_the_expected_state(store: Store) -> None:
+    first = store.create_run(job="p", state="failed", trigger="manual", scheduled_for=T0, now=T0)
+    run_id = store.create_run(job="p", state="running", trigger="retry", scheduled_for=T0, now=T0)
+    assert first is not None and run_id is not None
+    before = store.create_steps(first, [dict(name="fetch", position=0, state="succeeded")], now=T0)[0].id
+    later = T0 + timedelta(minutes=5)
+    kept = dict(name="fetch", position=0, state="succeeded", reason="kept", message="kept: succeeded in run 1",
+                started_at=T0, ended_at=later, exit_code=0, peak_rss=1024, cpu_seconds=0.5, log_path="/logs/fetch.log",
+                log_bytes=12, outputs='{"count": "3"}', kept_from=before)
+    rows = [kept, dict(name="load", position=1, state="pending"), dict(name="report", position=2, state="pending")]
+    steps = store.create_steps(run_id, rows, now=later)
+    assert [(s.name, s.state, s.attempt) for s in steps] == [("fetch", "succeeded", 1), ("load", "pending", 1), ("report", "pending", 1)]
+    assert steps[0].kept_from == before and steps[0].output_values == {"count": "3"} and steps[0].started_at == T0
+    assert steps[1].started_at is None and steps[1].outputs is None and steps[1].created_at == later
+    # A second call (a restart that starts the run's steps again) inserts nothing and changes nothing.
+    assert store.create_steps(run_id, [dict(name="load", position=1, state="running")], now=later) == steps
+    load = steps[1].id
+    assert store.transition_steps([(load, "running", dict(pid=42, started_at=later), ("pending",))], now=later) == [True]
+    # Not pending any more: a second start is refused; the end is taken.
+    done = store.transition_steps(
+        [(load, "running", dict(pid=43), ("pending",)), (load, "succeeded", dict(exit_code=0), ("running",))], now=later
+    )
+    assert done == [False, True]
+    row = store.get_steps(run_id)[1]
+    assert (row.state, row.pid, row.exit_code, row.ended_at) == ("succeeded", 42, 0, later)
