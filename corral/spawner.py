@@ -150,6 +150,7 @@ class Spawner:
         self.outbox = bytearray()  # notices not sent yet (the main process reads them when it can)
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.home = os.getcwd()
+        self.children_path = "/proc/%d/task/%d/children" % (os.getpid(), os.getpid())
         self.selector = selectors.DefaultSelector()
 
     # -- framing ------------------------------------------------------------
@@ -265,19 +266,39 @@ class Spawner:
             self.selector.unregister(pidfd)
             os.close(pidfd)
 
+    def children(self):
+        """The pids of this process's children, as text (None if they cannot be read)."""
+        try:
+            fd = os.open(self.children_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return b"".join(chunks).split()
+                chunks.append(chunk)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
     def other_children(self):
         """Whether this process has a live child that is not a job (an orphan
         some job left behind); True when that cannot be told. Ended orphans
         are reaped on the way."""
         if not self.subreaper:
             return True
-        me = os.getpid()
-        try:
-            with open(f"/proc/{me}/task/{me}/children", "rb") as f:
-                kids = [int(word) for word in f.read().split()]
-        except OSError:
+        kids = self.children()
+        if kids is None:
             return True
-        for pid in kids:
+        # Every job not reaped yet (running or ended) is a child: as many
+        # children as jobs means none is anything else. (In a burst the list
+        # is long, and this is asked at each end.)
+        if len(kids) == len(self.exit_paths):
+            return False
+        for pid in map(int, kids):
             if pid in self.exit_paths:
                 continue
             try:
@@ -323,13 +344,10 @@ class Spawner:
 
     def reap_strays(self):
         """Reap orphans of jobs that ended (children that are not jobs)."""
-        me = os.getpid()
-        try:
-            with open(f"/proc/{me}/task/{me}/children", "rb") as f:
-                kids = [int(word) for word in f.read().split()]
-        except OSError:
+        kids = self.children()
+        if kids is None or len(kids) == len(self.exit_paths):
             return
-        for pid in kids:
+        for pid in map(int, kids):
             if pid not in self.exit_paths:
                 try:
                     os.waitpid(pid, os.WNOHANG)
