@@ -214,11 +214,13 @@ class Progress:
         # Pending steps with a need that ended without passing: skipped by the next plan.
         self._blocked = {
             name for name, needs in self._needs.items()
-            if self._state[name] == PENDING and any(self._state[n] not in ACTIVE and not _lets_through(self._specs[n], self._state[n]) for n in needs)
+            if self._state[name] == PENDING and any(self._fails(need) for need in needs)
         }
 
-    def state(self, name: str) -> str:
-        return self._state[name]
+    def _fails(self, name: str) -> bool:
+        """Whether the step ended in a way that does not let its dependants run."""
+        state = self._state[name]
+        return state not in ACTIVE and not _lets_through(self._specs[name], state)
 
     def set(self, name: str, state: str) -> None:
         """A step's new state (as the run records it)."""
@@ -263,8 +265,8 @@ class Progress:
             if self._state[name] != PENDING:
                 continue
             for need in self._needs[name]:
-                state = self._state[need]
-                if state not in ACTIVE and not _lets_through(self._specs[need], state):
+                if self._fails(need):
+                    state = self._state[need]
                     verb = "was skipped" if state == SKIPPED else f"ended {state}"
                     skips.append(Skip(name, UPSTREAM_FAILED, f"not run: step {need} {verb}"))
                     self.set(name, SKIPPED)

@@ -1671,8 +1671,6 @@ def _utc(value: Any, kind: Any, dialect: Any) -> Any:
     return value
 
 
-
-
 def _step(row: Any) -> Step:
     return Step(**row._asdict())
 
