@@ -1174,8 +1174,9 @@ class Supervisor:
         try:
             results: list[Started | Outcome | None] = [None] * len(launches)
             checked: list[tuple[int, _Request]] = []
+            seen: dict[tuple[str | None, str, str | None], tuple[str, str] | _Failure] = {}
             for index, launch in enumerate(launches):
-                request = self._check(launch)
+                request = self._check(launch, seen)
                 if isinstance(request, Outcome):
                     results[index] = request
                 else:
@@ -1194,20 +1195,33 @@ class Supervisor:
         except errors.ExecError as exc:
             log.error("%s", exc)
 
-    def _check(self, launch: Launch) -> _Request | Outcome:
-        """Everything that can be known before starting: the command, the folders."""
+    def _check(
+        self, launch: Launch, seen: dict[tuple[str | None, str, str | None], tuple[str, str] | _Failure]
+    ) -> _Request | Outcome:
+        """Everything that can be known before starting: the command, the
+        folders. ``seen`` keeps the answers within one call of launch_many (a
+        burst of one job asks the same question a thousand times)."""
+        key = (launch.cwd, launch.argv[0] if launch.argv else "", launch.env.get("PATH"))
+        found = seen.get(key)
+        if found is None:
+            found = seen[key] = self._resolve(launch)
+        if isinstance(found, _Failure):
+            return self._not_started(launch, found)
+        cwd, path = found
+        env = dict(launch.env)
+        env[RUN_TOKEN_VAR] = token = secrets.token_hex(8)
+        return _Request(launch, path, cwd, env, token)
+
+    def _resolve(self, launch: Launch) -> tuple[str, str] | _Failure:
+        """The working directory and the command's absolute path, or why the run cannot start."""
         try:
             cwd = os.path.abspath(launch.cwd) if launch.cwd else self._home
             if launch.cwd and not os.path.isdir(cwd):
-                return self._not_started(launch, _Failure("cwd_not_found", f"working directory not found: {launch.cwd}"))
+                return _Failure("cwd_not_found", f"working directory not found: {launch.cwd}")
             checked = _check_command(launch.argv, launch.env, cwd)
         except (OSError, ValueError) as exc:  # e.g. a NUL byte in a path
-            return self._not_started(launch, _Failure("spawn_failed", f"cannot check the command: {exc}"))
-        if isinstance(checked, _Failure):
-            return self._not_started(launch, checked)
-        env = dict(launch.env)
-        env[RUN_TOKEN_VAR] = token = secrets.token_hex(8)
-        return _Request(launch, checked, cwd, env, token)
+            return _Failure("spawn_failed", f"cannot check the command: {exc}")
+        return checked if isinstance(checked, _Failure) else (cwd, checked)
 
     def _lanes_for(self, count: int) -> list[_Lane]:
         with self._lanes_lock:

@@ -33,12 +33,14 @@ from corral.store.queries import Run, Step
 log = logging.getLogger("corral.worker")
 
 
+# (joinpath with both parts: one join instead of two, which a burst of a
+# thousand runs notices)
 def log_path_for(settings: Settings, job: str, run_id: int) -> Path:
-    return settings.log_dir / job / f"{run_id}.log"
+    return settings.log_dir.joinpath(job, f"{run_id}.log")
 
 
 def exit_path_for(settings: Settings, job: str, run_id: int) -> Path:
-    return settings.log_dir / job / f"{run_id}.exit"
+    return settings.log_dir.joinpath(job, f"{run_id}.exit")
 
 
 def handover_dir_for(settings: Settings) -> Path:
@@ -50,7 +52,7 @@ def handover_dir_for(settings: Settings) -> Path:
 
 def step_dir_for(settings: Settings, job: str, run_id: int) -> Path:
     """Where a pipeline run keeps its steps' logs, exit files and outputs."""
-    return settings.log_dir / job / str(run_id)
+    return settings.log_dir.joinpath(job, str(run_id))
 
 
 def step_log_path_for(settings: Settings, job: str, run_id: int, step: str) -> Path:
@@ -78,6 +80,8 @@ class _Pipeline:
     steps: dict[str, Step]
     params: dict[str, Any]
     deadline: datetime | None
+    folder: Path
+    """Where the steps' logs, exit files and outputs are (step_dir_for)."""
     stopping: tuple[str, str] | None = None
     """(reason, message) once the run is being cancelled, replaced, timed out or shut down."""
     running: dict[int, str] = field(default_factory=dict)
@@ -181,10 +185,11 @@ class Worker:
         (in memory: a restart of corral starts the wait's timeout again)."""
         self.triggered = 0
         """Runs created by job-after-job triggers so far."""
-        self._started: dict[int, Run] = {}
-        """The runs this worker started, as recorded when they started, until
-        their end is recorded: what the end needs to know of them, without
-        reading them back from the store."""
+        self._started: dict[int, tuple[Run, datetime]] = {}
+        """The runs this worker started (as claimed, and when their process
+        started), until their end is recorded: what the end needs to know of
+        them (job, attempt, slot, start), without reading them back from the
+        store or copying each one."""
 
     def set_jobs(self, settings: Settings, jobs: Mapping[str, JobSpec]) -> None:
         self.settings = settings
@@ -323,10 +328,11 @@ class Worker:
             for run in [r for r in mine if self.jobs[r.job].steps]:
                 self._start_pipeline(run, self.jobs[run.job], now)
             mine = [r for r in mine if not self.jobs[r.job].steps]
-        results = self.supervisor.launch_many([self._launch_spec(self.jobs[r.job], r) for r in mine])
+        launches = [self._launch_spec(self.jobs[r.job], r) for r in mine]
+        results = self.supervisor.launch_many(launches)
         started: list[tuple[int, dict[str, Any]]] = []
         failed: list[executor.Outcome] = []
-        for run, result in zip(mine, results):
+        for run, launch, result in zip(mine, launches, results):
             if isinstance(result, executor.Outcome):
                 failed.append(result)
                 continue
@@ -336,10 +342,10 @@ class Worker:
                 pgid=result.pgid,
                 proc_start=result.start_time,
                 started_at=result.started_at,
-                log_path=str(log_path_for(self.settings, run.job, run.id)),
+                log_path=str(launch.log_path),
             )
             started.append((run.id, values))
-            self._started[run.id] = replace(run, state=t.RUNNING, node=self.node, **values)
+            self._started[run.id] = (run, result.started_at)
             if run.catchup:
                 self._catchup_running.add(run.id)
         # One transaction for all pids. A crash before it commits leaves runs
@@ -416,9 +422,14 @@ class Worker:
             outcomes = [o for o in outcomes if o.run_id > 0]
             if not outcomes:
                 return
-        runs = {o.run_id: self._started.pop(o.run_id) for o in outcomes if o.run_id in self._started}
+        runs: dict[int, Run] = {}
+        started: dict[int, datetime | None] = {}
+        for outcome in outcomes:
+            if outcome.run_id in self._started:
+                runs[outcome.run_id], started[outcome.run_id] = self._started.pop(outcome.run_id)
         if len(runs) < len(outcomes):  # adopted after a restart, or an end that could not be recorded at once
             runs.update(self.store.get_runs([o.run_id for o in outcomes if o.run_id not in runs]))
+            started.update({run_id: run.started_at for run_id, run in runs.items() if run_id not in started})
         changes: list[tuple[int, str, dict[str, Any]]] = []
         for outcome in outcomes:
             run = runs.get(outcome.run_id)
@@ -442,7 +453,7 @@ class Worker:
                 log_bytes=outcome.log_bytes,
                 log_dropped=outcome.log_dropped,
             )
-            if run.started_at is None:
+            if started[run.id] is None:
                 values["started_at"] = outcome.ended_at
             changes.append((run.id, state, values))
         done = self.store.transition_many(changes, now=now, expect=(t.RUNNING, t.PENDING))
@@ -455,7 +466,7 @@ class Worker:
             self._catchup_running.discard(run_id)
             self.finished_jobs.add(run.job)
             if log.isEnabledFor(logging.INFO):
-                dur = (values["ended_at"] - (run.started_at or values["ended_at"])).total_seconds()
+                dur = (values["ended_at"] - (started[run_id] or values["ended_at"])).total_seconds()
                 log.info("run %s of %s %s in %s: %s", run_id, run.job, state, durations.format(dur), values["message"])
             job = self.jobs.get(run.job)
             if job is None:
@@ -700,7 +711,10 @@ class Worker:
             stopping: tuple[str, str] | None = ("bad_params", str(exc))
         else:
             stopping = None
-        pr = _Pipeline(run=run, job=job, steps={s.name: s for s in steps}, params=values, deadline=deadline, stopping=stopping)
+        pr = _Pipeline(
+            run=run, job=job, steps={s.name: s for s in steps}, params=values, deadline=deadline,
+            folder=step_dir_for(self.settings, job.name, run.id), stopping=stopping,
+        )
         self._pipelines[run.id] = pr
         log.info("run %s of %s started: pipeline of %d step(s)", run.id, run.job, len(job.steps))
         self._advance(pr, now)
@@ -778,7 +792,7 @@ class Worker:
 
     def _launch_steps(self, pr: _Pipeline, names: tuple[str, ...], now: datetime) -> list[executor.Outcome]:
         launches: list[executor.Launch] = []
-        folder = step_dir_for(self.settings, pr.job.name, pr.run.id)
+        folder = pr.folder
         if not pr.folder_made:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -932,7 +946,7 @@ class Worker:
         self._change_steps(pr, changes, now, expect=(t.PENDING, t.RUNNING))
 
     def _read_outputs(self, pr: _Pipeline, name: str) -> tuple[dict[str, str], list[str]]:
-        path = step_dir_for(self.settings, pr.job.name, pr.run.id) / f"{name}.output"
+        path = pr.folder / f"{name}.output"
         try:
             with path.open("rb") as fh:
                 data = fh.read(pipeline.OUTPUT_MAX_BYTES + 1)
