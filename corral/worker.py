@@ -33,8 +33,7 @@ from corral.store.queries import Run, Step
 log = logging.getLogger("corral.worker")
 
 
-# (joinpath with both parts: one join instead of two, which a burst of a
-# thousand runs notices)
+# Each path below is one joinpath rather than two "/": a burst builds thousands.
 def log_path_for(settings: Settings, job: str, run_id: int) -> Path:
     return settings.log_dir.joinpath(job, f"{run_id}.log")
 
