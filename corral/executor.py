@@ -39,6 +39,7 @@ convention: ``128 + N`` means "killed by signal N".
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import logging
@@ -83,6 +84,9 @@ _MIN_SPLIT = 8
 """Fewer launches than this go to one spawner (a round trip each is not worth it)."""
 _CHUNK = 8
 """Launches per request: small, so that both spawners start working at once."""
+_AHEAD = 4
+"""Requests a spawner may have unanswered: enough that it never waits for the
+next one, few enough that its answers never fill the socket."""
 LANE_IDLE = 60.0
 """Seconds without any run after which the spawners are stopped (started again on the next launch)."""
 _MAX_REPORTED = 10000
@@ -1245,9 +1249,12 @@ class Supervisor:
 
     def _spawn(self, requests: list[tuple[int, _Request]]) -> Iterator[tuple[int, _Spawned | Outcome]]:
         """Hand the requests to the spawners in small chunks, round robin, so
-        every lane starts its first processes at once; then collect the
-        replies, yielding each chunk's as it comes: the caller registers those
-        runs (and the supervisor can see them end) while the spawners go on."""
+        every lane starts its first processes at once, and collect the
+        replies as they come, yielding each chunk's: the caller registers
+        those runs (and the supervisor can see them end) while the spawners go
+        on. At most _AHEAD chunks per lane wait for their answer, so a
+        spawner's answers never fill the socket while this thread is still
+        sending (which would leave each side waiting for the other)."""
         if not requests:
             return
         try:
@@ -1257,10 +1264,15 @@ class Supervisor:
                 yield i, self._not_started(r.launch, _Failure("spawn_failed", str(exc)))
             return
         chunks = [(lanes[k % len(lanes)], requests[at:at + _CHUNK]) for k, at in enumerate(range(0, len(requests), _CHUNK))]
+        sent: collections.deque[tuple[_Lane, list[tuple[int, _Request]]]] = collections.deque()
+        waiting = {id(lane): 0 for lane in lanes}
         for lane in lanes:
             lane.lock.acquire()
         try:
             for lane, chunk in chunks:
+                # Each lane answers its chunks in order: take the answers in the order they went out.
+                while waiting[id(lane)] >= _AHEAD:
+                    yield from self._answers(sent, waiting)
                 if not lane.broken:
                     try:
                         lane.send(("spawn", [
@@ -1270,27 +1282,36 @@ class Supervisor:
                         ], lane.take_recorded()))
                     except OSError as exc:
                         lane._fail(exc)
-            # Each lane answers its chunks in order: read them in the order they went out.
-            for lane, chunk in chunks:
-                by_index = dict(chunk)
-                replies: list[tuple[int, int, float, float, str | None, str | None, bool]] = []
-                if not lane.broken:
-                    try:
-                        _, replies = lane.receive()  # type: ignore[misc]
-                    except (OSError, ConnectionError, EOFError, ValueError) as exc:
-                        lane._fail(exc)
-                for index, pid, wall, mono, kind, text, watched in replies:
-                    request = by_index.pop(index)
-                    yield index, self._spawned(lane, request, pid, wall, mono, kind, text, watched)
-                for index, request in by_index.items():
-                    failure = _Failure("spawn_failed", "the spawner process ended before starting it")
-                    yield index, self._not_started(request.launch, failure)
+                sent.append((lane, chunk))
+                waiting[id(lane)] += 1
+            while sent:
+                yield from self._answers(sent, waiting)
         finally:
             for lane in lanes:
                 lane.lock.release()
         while self._unwatched:
             lane, pid = self._unwatched.pop()
             lane.reap([pid])
+
+    def _answers(
+        self, sent: collections.deque[tuple[_Lane, list[tuple[int, _Request]]]], waiting: dict[int, int]
+    ) -> Iterator[tuple[int, _Spawned | Outcome]]:
+        """The outcome of each launch of the oldest chunk sent (under its lane's lock)."""
+        lane, chunk = sent.popleft()
+        waiting[id(lane)] -= 1
+        by_index = dict(chunk)
+        replies: list[tuple[int, int, float, float, str | None, str | None, bool]] = []
+        if not lane.broken:
+            try:
+                _, replies = lane.receive()  # type: ignore[misc]
+            except (OSError, ConnectionError, EOFError, ValueError) as exc:
+                lane._fail(exc)
+        for index, pid, wall, mono, kind, text, watched in replies:
+            request = by_index.pop(index)
+            yield index, self._spawned(lane, request, pid, wall, mono, kind, text, watched)
+        for index, request in by_index.items():
+            failure = _Failure("spawn_failed", "the spawner process ended before starting it")
+            yield index, self._not_started(request.launch, failure)
 
     def _spawned(
         self, lane: _Lane, request: _Request, pid: int, wall: float, mono: float, kind: str | None, text: str | None,

@@ -209,7 +209,7 @@ class Spawner:
         try:
             os.chdir(cwd or self.home)
         except OSError as exc:
-            return (key, 0, 0.0, 0.0, "cwd", exc.strerror or str(exc))
+            return (key, 0, 0.0, 0.0, "cwd", exc.strerror or str(exc), False)
         try:
             # A stale exit file (a store started afresh reuses run ids) must
             # not be read as this run's.
@@ -217,11 +217,11 @@ class Spawner:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            return (key, 0, 0.0, 0.0, "log", f"cannot remove the old exit file {exit_path}: {exc.strerror}")
+            return (key, 0, 0.0, 0.0, "log", f"cannot remove the old exit file {exit_path}: {exc.strerror}", False)
         try:
             log_fd = _open_in_folder(log_path, _LOG_FLAGS)
         except OSError as exc:
-            return (key, 0, 0.0, 0.0, "log", exc.strerror or str(exc))
+            return (key, 0, 0.0, 0.0, "log", exc.strerror or str(exc), False)
         actions = [
             (os.POSIX_SPAWN_DUP2, self.devnull, 0),
             (os.POSIX_SPAWN_DUP2, log_fd, 1),
@@ -242,7 +242,7 @@ class Spawner:
                 )
         except (OSError, ValueError, TypeError) as exc:
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return (key, 0, 0.0, 0.0, "exec", detail)
+            return (key, 0, 0.0, 0.0, "exec", detail, False)
         finally:
             os.close(log_fd)
         self.exit_paths[pid] = exit_path

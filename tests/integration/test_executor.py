@@ -6,6 +6,7 @@ Every test polls for a condition with a deadline; none sleeps longer than needed
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -409,6 +410,45 @@ def test_a_missing_working_directory_is_a_failed_outcome(runs: Runs, tmp_path: P
         assert isinstance(outcome, executor.Outcome)
         assert outcome.reason == "cwd_not_found"
         assert str(missing) in (outcome.error or "")
+
+
+def test_what_only_the_spawner_finds_wrong_is_a_failed_outcome(runs: Runs, tmp_path: Path) -> None:
+    # Each of these passes the checks made before the spawn request and fails in the spawner.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    unlogged = runs.launch_spec(("/bin/true",))
+    unlogged = dataclasses.replace(unlogged, log_path=blocker / "run.log")  # its folder is a file
+    outcome = runs.supervisor.launch(unlogged)
+    assert isinstance(outcome, executor.Outcome)
+    assert outcome.reason == "spawn_failed"
+    assert outcome.error == f"cannot open the log file {blocker / 'run.log'}: Not a directory"
+
+    script = tmp_path / "bad-interpreter.sh"
+    script.write_text("#!/no/such/interpreter\necho never\n")
+    script.chmod(0o755)
+    outcome = runs.supervisor.launch(runs.launch_spec((str(script),)))
+    assert isinstance(outcome, executor.Outcome)
+    assert (outcome.reason, outcome.error) == ("spawn_failed", f"could not start {script}: No such file or directory")
+    assert runs.supervisor.running() == []
+
+
+def test_a_burst_larger_than_the_sockets_hold_is_answered_whole(runs: Runs, tmp_path: Path) -> None:
+    """20,000 launches in one call, none of which the spawners can start (their
+    log folder is a file): the answers alone are more than a socket holds,
+    so the caller must read them while it is still sending."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    launches = [
+        dataclasses.replace(runs.launch_spec(("/bin/true",)), log_path=blocker / f"{i}.log") for i in range(20000)
+    ]
+    answers: list[list[executor.Started | executor.Outcome]] = []
+    caller = threading.Thread(target=lambda: answers.append(runs.supervisor.launch_many(launches)), daemon=True)
+    caller.start()
+    caller.join(60)
+    assert answers, "launch_many did not return: the spawners and the caller wait for each other"
+    assert len(answers[0]) == 20000
+    assert all(isinstance(a, executor.Outcome) and a.reason == "spawn_failed" for a in answers[0])
+    assert [a.run_id for a in answers[0]] == [launch.run_id for launch in launches]
 
 
 def test_a_relative_command_is_looked_up_in_the_working_directory(runs: Runs, tmp_path: Path) -> None:
