@@ -73,6 +73,24 @@ def test_a_missing_command_is_a_failed_run_not_a_crash(tmp_path: Path) -> None:
         wait_for(lambda: store.get_run(ok).state == t.SUCCEEDED, timeout=20)  # type: ignore[arg-type]
 
 
+def test_a_log_file_that_cannot_be_created_is_a_failed_run_not_a_crash(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "jobs:\n  blocked:\n    run: 'true'\n  fine:\n    run: 'true'\n")
+    with running_engine(path) as (engine, store):
+        # The job's log folder is taken by a file: only the spawner finds out, when it opens the log.
+        logs = tmp_path / ".corral" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / "blocked").write_text("not a folder\n")
+        now = datetime.now(timezone.utc)
+        bad = store.create_run(job="blocked", state="pending", trigger="manual", scheduled_for=now, now=now, admitted=False)
+        engine.wake()
+        run = wait_for(lambda: (r := store.get_run(bad)).state in t.FINAL_STATES and r, timeout=20)  # type: ignore[arg-type]
+        assert run.state == t.FAILED and run.reason == "spawn_failed"
+        assert "cannot open the log file" in (run.message or "") and "Not a directory" in (run.message or "")
+        ok = store.create_run(job="fine", state="pending", trigger="manual", scheduled_for=now, now=now, admitted=False)
+        engine.wake()
+        wait_for(lambda: store.get_run(ok).state == t.SUCCEEDED, timeout=20)  # type: ignore[arg-type]
+
+
 def test_failed_runs_are_retried_as_new_attempts(tmp_path: Path) -> None:
     path = write_config(
         tmp_path,
