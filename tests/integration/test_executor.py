@@ -432,6 +432,25 @@ def test_what_only_the_spawner_finds_wrong_is_a_failed_outcome(runs: Runs, tmp_p
     assert runs.supervisor.running() == []
 
 
+def test_a_killed_spawner_loses_only_the_statuses_of_its_jobs(runs: Runs, tmp_path: Path) -> None:
+    """The spawner is the jobs' parent; if it is killed (the OOM killer), its
+    running job is still watched to its end, which is reported without an
+    exit status nobody could read, and the next launch gets a new spawner."""
+    gate = tmp_path / "gate"
+    started = runs.sh(f"while [ ! -e '{gate}' ]; do sleep 0.02; done")
+    spawner = psutil.Process(started.pid).ppid()
+    assert "spawner.py" in " ".join(psutil.Process(spawner).cmdline())
+    os.kill(spawner, signal.SIGKILL)
+    assert eventually(lambda: gone(spawner))
+    gate.touch()
+    outcome = runs.outcome(started.run_id)
+    assert (outcome.exit_code, outcome.signal) == (None, None) and outcome.duration is not None
+    after = runs.start(("/bin/sh", "-c", "exit 3"))
+    assert runs.outcome(after.run_id).exit_code == 3
+    assert psutil.Process(os.getpid()).children()  # a new spawner, ours
+    assert spawner not in [p.pid for p in psutil.Process(os.getpid()).children()]
+
+
 def test_a_burst_larger_than_the_sockets_hold_is_answered_whole(runs: Runs, tmp_path: Path) -> None:
     """20,000 launches in one call, none of which the spawners can start (their
     log folder is a file): the answers alone are more than a socket holds,
