@@ -351,6 +351,11 @@ def notify_running_engines(store: Store) -> int:
         pid = int(node["pid"])
         if not _is_corral_process(pid, node["started_at"]):
             continue  # that corral died and its pid now belongs to something else
+        if not _catches(pid, signal.SIGUSR1):
+            # An engine run from Python without corral up's signal handlers
+            # (embedded, or a test): SIGUSR1 would end that process. It sees
+            # the change at its next store poll.
+            continue
         try:
             os.kill(pid, signal.SIGUSR1)
             told += 1
@@ -358,6 +363,18 @@ def notify_running_engines(store: Store) -> int:
             continue
     return told
 
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether the process has a handler for ``sig`` (its ``SigCgt`` mask in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        return False
+    return False
 
 
 def _is_corral_process(pid: int, started_at: datetime) -> bool:

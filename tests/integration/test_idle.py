@@ -225,3 +225,50 @@ def test_an_idle_engine_wakes_once_a_minute_on_sqlite_with_the_heartbeat_and_eve
     finally:
         engine.request_stop()
         engine.shutdown()
+
+
+_NODE = textwrap.dedent(
+    """\
+    import signal, sys, time
+    from datetime import datetime, timezone
+    from corral.store import open_store
+    if sys.argv[2] == "handler":
+        signal.signal(signal.SIGUSR1, lambda *_: print("woken", flush=True))
+    open_store(sys.argv[1]).register_node(sys.argv[3], config_path="corral.yaml", now=datetime.now(timezone.utc))
+    print("ready", flush=True)
+    time.sleep(30)
+    """
+)
+
+
+def test_a_change_wakes_the_engines_that_handle_the_signal_and_kills_none(tmp_path: Path, sqlite_url: str) -> None:
+    """An engine embedded in a Python program (no corral up, no signal
+    handlers) is registered like any other; the signal that wakes corral up
+    would end it, so it is not sent there."""
+    from corral.engine import notify_running_engines
+    from corral.store import open_store
+
+    script = tmp_path / "corral_node.py"  # "corral" in its command line, as corral up has
+    script.write_text(_NODE)
+    open_store(sqlite_url).close()
+    procs: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for kind in ("handler", "bare"):
+            procs[kind] = subprocess.Popen(
+                [sys.executable, str(script), sqlite_url, kind, f"node-{kind}"], stdout=subprocess.PIPE, text=True
+            )
+            assert procs[kind].stdout is not None and procs[kind].stdout.readline().strip() == "ready"
+        store = open_store(sqlite_url)
+        try:
+            assert notify_running_engines(store) == 1
+        finally:
+            store.close()
+        assert procs["handler"].stdout is not None and procs["handler"].stdout.readline().strip() == "woken"
+        time.sleep(0.3)
+        assert procs["bare"].poll() is None, "the engine without a handler was ended by the signal"
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
