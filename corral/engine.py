@@ -9,6 +9,7 @@ the store, SIGHUP or an edit of the job file (live reload), SIGTERM/Ctrl-C.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import signal
@@ -40,6 +41,8 @@ only a safety net; it is made with the heartbeat, in one wake-up a minute."""
 HEARTBEAT = 60.0
 BEAT_SLACK = 5.0
 """Seconds early a heartbeat may be written so that it shares a wake-up with the store poll."""
+RECORD_RETRY = 2.0
+"""Seconds before trying again to record run ends the store refused."""
 WARM_AHEAD = 30.0
 """Seconds before the next slot at which the spawner processes are started (if they are not running)."""
 
@@ -68,6 +71,8 @@ class Engine:
         self._poll_every = LOCAL_STORE_POLL if store.dialect == "sqlite" else STORE_POLL
         self._next_beat = 0.0  # set with the first poll, so that the two share wake-ups
         self._next_start: datetime | None = None
+        self._record_retry: float | None = None
+        """When to try again to record run ends the store refused (monotonic)."""
         self.supervisor = executor.Supervisor(on_exit=self._on_exit, handover_dir=handover_dir_for(cfg.settings))
         self.scheduler = Scheduler(store, cfg.jobs)
         self.worker = Worker(store, self.supervisor, cfg.settings, cfg.jobs, node=self.node)
@@ -199,7 +204,7 @@ class Engine:
                 log.error("monitors: %s", exc)
         step_retry = self.worker.next_step_retry()
         wake_at = [w for w in (next_slot, self._next_start, self.monitors.next_check, step_retry) if w is not None]
-        sleep = max(0.0, min(self._next_poll, self._next_beat) - time.monotonic())
+        sleep = max(0.0, min(self._next_poll, self._next_beat, self._record_retry or math.inf) - time.monotonic())
         if wake_at:
             sleep = min(sleep, max(0.0, (min(wake_at) - self.clock.now()).total_seconds()))
         if self._watch is not None and self._watch.alive:
@@ -217,11 +222,13 @@ class Engine:
             return False
         try:
             self.worker.record_many(batch, now)
-        except errors.CorralError as exc:  # store trouble: keep them and try again on the next step
-            log.error("could not record the end of %d run(s): %s", len(batch), exc)
+        except errors.CorralError as exc:  # store trouble: keep them and try again shortly
+            log.error("could not record the end of %d run(s), trying again in %gs: %s", len(batch), RECORD_RETRY, exc)
             for outcome in batch:
                 self._outcomes.put(outcome)
+            self._record_retry = time.monotonic() + RECORD_RETRY
         else:
+            self._record_retry = None
             self.supervisor.recorded(outcome.run_id for outcome in batch)
         return True
 

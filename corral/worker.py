@@ -873,7 +873,13 @@ class Worker:
         if not pr.unwritten:
             return
         changes, pr.unwritten = pr.unwritten, []
-        done = self.store.transition_steps(changes, now=now)
+        try:
+            done = self.store.transition_steps(changes, now=now)
+        except errors.CorralError:
+            # Store trouble: the engine retries the step's outcome, which
+            # comes back here (see _record_steps) with these still to write.
+            pr.unwritten[:0] = changes
+            raise
         for (step_id, state, _values, expect), ok in zip(changes, done):
             if not ok:
                 log.warning("step %s of run %s: could not record %s (it was no longer %s)", step_id, pr.run.id, state,
@@ -881,12 +887,24 @@ class Worker:
 
     def _record_steps(self, outcomes: list[executor.Outcome], now: datetime) -> None:
         by_run: dict[int, list[executor.Outcome]] = {}
+        again: set[int] = set()
         for outcome in outcomes:
-            run_id = self._step_runs.pop(-outcome.run_id, None)
+            step_id = -outcome.run_id
+            run_id = self._step_runs.pop(step_id, None)
+            if run_id is None:
+                # Taken in already, by a call that failed to write it (store
+                # trouble; the engine hands the outcome back): what is left
+                # is to write what that call could not, and go on.
+                run_id = next((r for r, pr in self._pipelines.items() if step_id in pr.names), None)
+                if run_id is not None:
+                    again.add(run_id)
+                    continue
             if run_id is None or run_id not in self._pipelines:
-                log.warning("no pipeline run for step %s that ended", -outcome.run_id)
+                log.warning("no pipeline run for step %s that ended", step_id)
                 continue
             by_run.setdefault(run_id, []).append(outcome)
+        for run_id in again - by_run.keys():
+            self._advance(self._pipelines[run_id], now)
         for run_id, items in by_run.items():
             pr = self._pipelines[run_id]
             for outcome in items:
@@ -962,8 +980,9 @@ class Worker:
 
     def _finish_pipeline(self, pr: _Pipeline, now: datetime) -> None:
         """The run's final state from its steps, its outputs and result, then
-        what any run does at its end (retry, release the queue)."""
-        self._pipelines.pop(pr.run.id, None)
+        what any run does at its end (retry, release the queue). The run stays
+        in hand until its end is written: if the store fails here, the retry
+        of the last step's outcome finishes it."""
         steps = [pr.steps[s.name] for s in pr.job.steps if s.name in pr.steps]
         verdict = pipeline.run_state(pr.job.steps, {s.name: s.state for s in steps})
         assert verdict is not None  # _advance only calls when every step is final
@@ -995,7 +1014,9 @@ class Worker:
             cpu_seconds=sum(s.cpu_seconds or 0.0 for s in steps if s.kept_from is None),
             log_bytes=sum(s.log_bytes or 0 for s in steps),
         )
-        if not self.store.transition(pr.run.id, state, now=now, expect=(t.RUNNING,), **values):
+        ended = self.store.transition(pr.run.id, state, now=now, expect=(t.RUNNING,), **values)
+        self._pipelines.pop(pr.run.id, None)
+        if not ended:
             return
         self.finished_jobs.add(pr.run.job)
         self._runs_ended = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,67 @@ jobs:
     assert (run.state, run.reason) == (t.CANCELLED, "shutdown"), run.message
     assert (steps["fetch"].state, steps["fetch"].reason) == (t.SKIPPED, "shutdown")
     assert steps["load"].state == t.SKIPPED
+
+
+def test_a_store_that_fails_mid_pipeline_loses_no_step_and_the_run_ends(tmp_path: Path) -> None:
+    """The write of a step's end (with the start of the next) fails in the
+    database itself; once the store works again, both are recorded, the
+    last step's end is too, and the run ends. A trigger that fails (on
+    malformed JSON) makes the real SQLite refuse exactly that write."""
+    import sqlite3
+
+    path = write_config(
+        tmp_path,
+        "jobs:\n  chain:\n    steps:\n"
+        "      - {name: one, run: 'true'}\n"
+        "      - {name: two, run: 'touch two-done', needs: [one]}\n"
+        f"      - {{name: three, run: \"while [ ! -e '{tmp_path / 'gate'}' ]; do sleep 0.02; done\", needs: [two]}}\n",
+    )
+    with running_engine(path) as (engine, store):
+        db = sqlite3.connect(tmp_path / ".corral" / "corral.db", isolation_level=None)
+        db.execute(
+            "CREATE TRIGGER outage BEFORE UPDATE ON steps WHEN NEW.name = 'two' AND NEW.state = 'succeeded' "
+            "BEGIN SELECT json('store outage'); END"
+        )
+        run_id = _trigger(engine, store, "chain")
+        wait_for(lambda: (tmp_path / "two-done").exists(), timeout=20, what="step two ran")
+        wait_for(lambda: _steps(store, run_id)["two"].state == t.RUNNING and _steps(store, run_id)["three"].state == t.PENDING,
+                 timeout=5, what="the write of two's end was refused")
+        time.sleep(0.3)
+        assert _steps(store, run_id)["two"].state == t.RUNNING  # still refused
+        db.execute("DROP TRIGGER outage")
+        db.close()
+        # Step three is still running; its start and two's end are recorded
+        # on the engine's next try, without waiting for three to end.
+        wait_for(lambda: _steps(store, run_id)["two"].state == t.SUCCEEDED, timeout=10, what="two's end recorded")
+        assert _steps(store, run_id)["three"].state == t.RUNNING
+        (tmp_path / "gate").touch()
+        run = _finished(store, run_id)
+    assert run.state == t.SUCCEEDED, run.message
+    steps = _steps(store, run_id)
+    assert {name: s.state for name, s in steps.items()} == dict.fromkeys(("one", "two", "three"), t.SUCCEEDED)
+    assert all(s.started_at is not None and s.ended_at is not None and s.exit_code == 0 for s in steps.values())
+    assert steps["two"].ended_at <= steps["three"].started_at  # type: ignore[operator]
+
+
+def test_a_store_that_fails_as_a_pipeline_ends_still_ends_the_run(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = write_config(tmp_path, "jobs:\n  last:\n    steps:\n      - {name: only, run: 'echo verdict=ok > $CORRAL_OUTPUT'}\n")
+    with running_engine(path) as (engine, store):
+        db = sqlite3.connect(tmp_path / ".corral" / "corral.db", isolation_level=None)
+        db.execute(
+            "CREATE TRIGGER outage BEFORE UPDATE ON runs WHEN NEW.job = 'last' AND NEW.state = 'succeeded' "
+            "BEGIN SELECT json('store outage'); END"
+        )
+        run_id = _trigger(engine, store, "last")
+        wait_for(lambda: _steps(store, run_id).get("only") is not None and _steps(store, run_id)["only"].state == t.SUCCEEDED,
+                 timeout=20, what="the step's end recorded")
+        time.sleep(0.5)
+        assert store.get_run(run_id).state == t.RUNNING  # its end refused
+        db.execute("DROP TRIGGER outage")
+        db.close()
+        run = _finished(store, run_id, timeout=10)
+        result = store.get_run_result(run_id)
+    assert run.state == t.SUCCEEDED, run.message
+    assert result is not None and result["verdict"] == "ok" and result["outputs"] == {"verdict": "ok"}
