@@ -64,6 +64,9 @@ def step_key(step_id: int) -> int:
     return -step_id
 
 
+PIPELINE_START_RETRY = timedelta(seconds=2)
+"""How soon a pipeline run whose steps the store did not let start is tried again."""
+
 RERUN_TRIGGERS = ("retry", "rerun_failed")
 """Triggers of a new attempt that keeps the succeeded steps of ``retry_of``:
 the job's own ``retries`` and ``corral retry --from-failed``."""
@@ -184,6 +187,8 @@ class Worker:
         (in memory: a restart of corral starts the wait's timeout again)."""
         self.triggered = 0
         """Runs created by job-after-job triggers so far."""
+        self._held_pipelines: dict[int, Run] = {}
+        """Pipeline runs claimed whose steps the store did not let start yet (see _begin_pipeline)."""
         self._started: dict[int, tuple[Run, datetime]] = {}
         """The runs this worker started (as claimed, and when their process
         started), until their end is recorded: what the end needs to know of
@@ -234,8 +239,13 @@ class Worker:
         its ``wait_for`` conditions), if any; ``now`` when triggers created runs
         that still need admitting."""
         before = self.triggered
+        for run in list(self._held_pipelines.values()):
+            self._begin_pipeline(run, now)
         next_at = self._dispatch(now)
         self._retry_steps(now)  # the engine wakes for these by next_step_retry
+        if self._held_pipelines:
+            again = now + PIPELINE_START_RETRY
+            next_at = again if next_at is None or again < next_at else next_at
         return now if self.triggered != before else next_at
 
     def _retry_steps(self, now: datetime) -> None:
@@ -325,7 +335,7 @@ class Worker:
         mine = [r for r in chosen if r.id in won]  # the others were taken by another node
         if any(self.jobs[r.job].steps for r in mine):
             for run in [r for r in mine if self.jobs[r.job].steps]:
-                self._start_pipeline(run, self.jobs[run.job], now)
+                self._begin_pipeline(run, now)
             mine = [r for r in mine if not self.jobs[r.job].steps]
         launches = [self._launch_spec(self.jobs[r.job], r) for r in mine]
         results = self.supervisor.launch_many(launches)
@@ -349,9 +359,36 @@ class Worker:
                 self._catchup_running.add(run.id)
         # One transaction for all pids. A crash before it commits leaves runs
         # claimed without a pid: recovery finds their processes by environment.
-        self.store.update_runs(started, now=now)
+        try:
+            self.store.update_runs(started, now=now)
+        except errors.CorralError as exc:  # the same when the store refuses it; the runs go on
+            log.error("could not record the pids of %d started run(s); they are found by their environment "
+                      "after a restart: %s", len(started), exc)
         self.record_many(failed, now)
         return next_at
+
+    def _begin_pipeline(self, run: Run, now: datetime) -> None:
+        """Start a claimed pipeline run's steps. If the store refuses a write,
+        the run is held and tried again by the next dispatch (the engine wakes
+        for it within PIPELINE_START_RETRY): its step rows are created only
+        once, and a run already in hand goes on from where it is."""
+        job = self.jobs.get(run.job)
+        if job is None:
+            self._held_pipelines.pop(run.id, None)
+            log.error("run %s of %s: its job left the job file before its steps could start", run.id, run.job)
+            return
+        try:
+            pr = self._pipelines.get(run.id)
+            if pr is None:
+                self._start_pipeline(run, job, now)
+            else:
+                self._advance(pr, now)
+        except errors.CorralError as exc:
+            if run.id not in self._held_pipelines:
+                log.error("run %s of %s: could not start its steps, trying again: %s", run.id, run.job, exc)
+            self._held_pipelines[run.id] = run
+        else:
+            self._held_pipelines.pop(run.id, None)
 
     def _launch_spec(self, job: JobSpec, run: Run) -> executor.Launch:
         log_path = log_path_for(self.settings, job.name, run.id)

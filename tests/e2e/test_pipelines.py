@@ -379,3 +379,21 @@ def test_a_store_that_fails_as_a_pipeline_ends_still_ends_the_run(tmp_path: Path
         result = store.get_run_result(run_id)
     assert run.state == t.SUCCEEDED, run.message
     assert result is not None and result["verdict"] == "ok" and result["outputs"] == {"verdict": "ok"}
+
+
+def test_a_store_that_refuses_a_pipelines_steps_at_its_start_holds_the_run_until_it_works(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = write_config(tmp_path, "jobs:\n  held:\n    steps:\n      - {name: a, run: 'true'}\n      - {name: b, run: 'true', needs: [a]}\n")
+    with running_engine(path) as (engine, store):
+        db = sqlite3.connect(tmp_path / ".corral" / "corral.db", isolation_level=None)
+        db.execute("CREATE TRIGGER outage BEFORE INSERT ON steps BEGIN SELECT json('store outage'); END")
+        run_id = _trigger(engine, store, "held")
+        wait_for(lambda: store.get_run(run_id).state == t.RUNNING, timeout=20, what="the run claimed")  # type: ignore[union-attr]
+        time.sleep(0.5)
+        assert _steps(store, run_id) == {}  # its step rows refused
+        db.execute("DROP TRIGGER outage")
+        db.close()
+        run = _finished(store, run_id, timeout=10)
+    assert run.state == t.SUCCEEDED, run.message
+    assert {name: s.state for name, s in _steps(store, run_id).items()} == {"a": t.SUCCEEDED, "b": t.SUCCEEDED}
