@@ -65,7 +65,8 @@ def step_key(step_id: int) -> int:
 
 
 PIPELINE_START_RETRY = timedelta(seconds=2)
-"""How soon a pipeline run whose steps the store did not let start is tried again."""
+"""How soon the store is tried again for a pipeline run whose steps it did not
+let start, or for runs that could not start whose end it refused."""
 
 RERUN_TRIGGERS = ("retry", "rerun_failed")
 """Triggers of a new attempt that keeps the succeeded steps of ``retry_of``:
@@ -187,6 +188,8 @@ class Worker:
         (in memory: a restart of corral starts the wait's timeout again)."""
         self.triggered = 0
         """Runs created by job-after-job triggers so far."""
+        self._unrecorded: list[executor.Outcome] = []
+        """Runs that could not start and whose end the store refused (see _record_refused)."""
         self._held_pipelines: dict[int, Run] = {}
         """Pipeline runs claimed whose steps the store did not let start yet (see _begin_pipeline)."""
         self._started: dict[int, tuple[Run, datetime]] = {}
@@ -241,9 +244,11 @@ class Worker:
         before = self.triggered
         for run in list(self._held_pipelines.values()):
             self._begin_pipeline(run, now)
+        if self._unrecorded:
+            self._record_refused(self._unrecorded, now)
         next_at = self._dispatch(now)
         self._retry_steps(now)  # the engine wakes for these by next_step_retry
-        if self._held_pipelines:
+        if self._held_pipelines or self._unrecorded:
             again = now + PIPELINE_START_RETRY
             next_at = again if next_at is None or again < next_at else next_at
         return now if self.triggered != before else next_at
@@ -364,8 +369,22 @@ class Worker:
         except errors.CorralError as exc:  # the same when the store refuses it; the runs go on
             log.error("could not record the pids of %d started run(s); they are found by their environment "
                       "after a restart: %s", len(started), exc)
-        self.record_many(failed, now)
+        if failed:
+            self._record_refused(failed, now)
         return next_at
+
+    def _record_refused(self, outcomes: list[executor.Outcome], now: datetime) -> None:
+        """Record runs that could not start; if the store refuses, keep them
+        for the next dispatch (within PIPELINE_START_RETRY) instead of leaving
+        them claimed with nothing to end them. Recording twice is harmless:
+        a run is ended only from running or pending."""
+        if outcomes is self._unrecorded:
+            self._unrecorded = []
+        try:
+            self.record_many(outcomes, now)
+        except errors.CorralError as exc:
+            log.error("could not record %d run(s) that did not start, trying again: %s", len(outcomes), exc)
+            self._unrecorded = outcomes + self._unrecorded
 
     def _begin_pipeline(self, run: Run, now: datetime) -> None:
         """Start a claimed pipeline run's steps. If the store refuses a write,
