@@ -83,3 +83,20 @@ def pid_alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def store_outage(folder: Path, on: str, when: str = "1") -> Callable[[], None]:
+    """Make the job file's real SQLite store refuse some writes until the
+    returned function is called: a trigger ``BEFORE {on}`` that fails (on
+    malformed JSON, an OperationalError as a locked or full database gives)
+    for the rows where ``when`` holds."""
+    import sqlite3
+
+    db = sqlite3.connect(folder / ".corral" / "corral.db", isolation_level=None)
+    db.execute(f"CREATE TRIGGER outage BEFORE {on} WHEN {when} BEGIN SELECT json('store outage'); END")
+
+    def end() -> None:
+        db.execute("DROP TRIGGER outage")
+        db.close()
+
+    return end

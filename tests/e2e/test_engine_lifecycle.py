@@ -12,7 +12,7 @@ import pytest
 
 from corral.store import open_store
 from corral.store import tables as t
-from tests.e2e.helpers import pid_alive, run_cli, running_engine, start_corral_up, wait_for, write_config
+from tests.e2e.helpers import pid_alive, run_cli, running_engine, start_corral_up, store_outage, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -224,47 +224,35 @@ def test_an_end_the_store_refused_is_recorded_once_it_works_again(tmp_path: Path
     """A trigger that fails (on malformed JSON) makes the real SQLite refuse
     the write of the run's end; the engine keeps the outcome and records it
     within seconds of the store working again, with the job's own times."""
-    import sqlite3
     import time
 
     path = write_config(tmp_path, "jobs:\n  plain:\n    run: 'exit 3'\n")
     with running_engine(path) as (engine, store):
-        db = sqlite3.connect(tmp_path / ".corral" / "corral.db", isolation_level=None)
-        db.execute(
-            "CREATE TRIGGER outage BEFORE UPDATE ON runs WHEN NEW.job = 'plain' AND NEW.state = 'failed' "
-            "BEGIN SELECT json('store outage'); END"
-        )
+        end_outage = store_outage(tmp_path, "UPDATE ON runs", "NEW.job = 'plain' AND NEW.state = 'failed'")
         now = datetime.now(timezone.utc)
         rid = store.create_run(job="plain", state="pending", trigger="manual", scheduled_for=now, now=now, admitted=False)
         engine.wake()
         wait_for(lambda: store.get_run(rid).pid is not None, timeout=20, what="the run started")  # type: ignore[union-attr]
         time.sleep(1.0)
         assert store.get_run(rid).state == t.RUNNING  # type: ignore[union-attr]
-        db.execute("DROP TRIGGER outage")
-        db.close()
+        end_outage()
         run = wait_for(lambda: (r := store.get_run(rid)).state in t.FINAL_STATES and r, timeout=10)  # type: ignore[union-attr]
     assert (run.state, run.exit_code) == (t.FAILED, 3)
     assert run.started_at is not None and run.ended_at is not None and run.ended_at < now + timedelta(seconds=5)
 
 
 def test_a_run_that_could_not_start_is_recorded_once_the_store_works_again(tmp_path: Path) -> None:
-    import sqlite3
     import time
 
     path = write_config(tmp_path, "jobs:\n  typo:\n    run: [/no/such/tool]\n")
     with running_engine(path) as (engine, store):
-        db = sqlite3.connect(tmp_path / ".corral" / "corral.db", isolation_level=None)
-        db.execute(
-            "CREATE TRIGGER outage BEFORE UPDATE ON runs WHEN NEW.job = 'typo' AND NEW.state = 'failed' "
-            "BEGIN SELECT json('store outage'); END"
-        )
+        end_outage = store_outage(tmp_path, "UPDATE ON runs", "NEW.job = 'typo' AND NEW.state = 'failed'")
         now = datetime.now(timezone.utc)
         rid = store.create_run(job="typo", state="pending", trigger="manual", scheduled_for=now, now=now, admitted=False)
         engine.wake()
         wait_for(lambda: store.get_run(rid).state == t.RUNNING, timeout=20, what="the run claimed")  # type: ignore[union-attr]
         time.sleep(0.5)
         assert store.get_run(rid).state == t.RUNNING  # type: ignore[union-attr]
-        db.execute("DROP TRIGGER outage")
-        db.close()
+        end_outage()
         run = wait_for(lambda: (r := store.get_run(rid)).state in t.FINAL_STATES and r, timeout=10)  # type: ignore[union-attr]
     assert (run.state, run.reason) == (t.FAILED, "command_not_found")

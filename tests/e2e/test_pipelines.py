@@ -15,7 +15,7 @@ import pytest
 from corral.engine import Engine
 from corral.store import Store, open_store
 from corral.store import tables as t
-from tests.e2e.helpers import pid_alive, run_cli, running_engine, wait_for, write_config
+from tests.e2e.helpers import pid_alive, run_cli, running_engine, store_outage, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -322,8 +322,6 @@ def test_a_store_that_fails_mid_pipeline_loses_no_step_and_the_run_ends(tmp_path
     database itself; once the store works again, both are recorded, the
     last step's end is too, and the run ends. A trigger that fails (on
     malformed JSON) makes the real SQLite refuse exactly that write."""
-    import sqlite3
-
     path = write_config(
         tmp_path,
         "jobs:\n  chain:\n    steps:\n"
@@ -332,19 +330,14 @@ def test_a_store_that_fails_mid_pipeline_loses_no_step_and_the_run_ends(tmp_path
         f"      - {{name: three, run: \"while [ ! -e '{tmp_path / 'gate'}' ]; do sleep 0.02; done\", needs: [two]}}\n",
     )
     with running_engine(path) as (engine, store):
-        db = sqlite3.connect(tmp_path / ".corral" / "corral.db", isolation_level=None)
-        db.execute(
-            "CREATE TRIGGER outage BEFORE UPDATE ON steps WHEN NEW.name = 'two' AND NEW.state = 'succeeded' "
-            "BEGIN SELECT json('store outage'); END"
-        )
+        end_outage = store_outage(tmp_path, "UPDATE ON steps", "NEW.name = 'two' AND NEW.state = 'succeeded'")
         run_id = _trigger(engine, store, "chain")
         wait_for(lambda: (tmp_path / "two-done").exists(), timeout=20, what="step two ran")
         wait_for(lambda: _steps(store, run_id)["two"].state == t.RUNNING and _steps(store, run_id)["three"].state == t.PENDING,
                  timeout=5, what="the write of two's end was refused")
         time.sleep(0.3)
         assert _steps(store, run_id)["two"].state == t.RUNNING  # still refused
-        db.execute("DROP TRIGGER outage")
-        db.close()
+        end_outage()
         # Step three is still running; its start and two's end are recorded
         # on the engine's next try, without waiting for three to end.
         wait_for(lambda: _steps(store, run_id)["two"].state == t.SUCCEEDED, timeout=10, what="two's end recorded")
@@ -359,22 +352,15 @@ def test_a_store_that_fails_mid_pipeline_loses_no_step_and_the_run_ends(tmp_path
 
 
 def test_a_store_that_fails_as_a_pipeline_ends_still_ends_the_run(tmp_path: Path) -> None:
-    import sqlite3
-
     path = write_config(tmp_path, "jobs:\n  last:\n    steps:\n      - {name: only, run: 'echo verdict=ok > $CORRAL_OUTPUT'}\n")
     with running_engine(path) as (engine, store):
-        db = sqlite3.connect(tmp_path / ".corral" / "corral.db", isolation_level=None)
-        db.execute(
-            "CREATE TRIGGER outage BEFORE UPDATE ON runs WHEN NEW.job = 'last' AND NEW.state = 'succeeded' "
-            "BEGIN SELECT json('store outage'); END"
-        )
+        end_outage = store_outage(tmp_path, "UPDATE ON runs", "NEW.job = 'last' AND NEW.state = 'succeeded'")
         run_id = _trigger(engine, store, "last")
         wait_for(lambda: _steps(store, run_id).get("only") is not None and _steps(store, run_id)["only"].state == t.SUCCEEDED,
                  timeout=20, what="the step's end recorded")
         time.sleep(0.5)
         assert store.get_run(run_id).state == t.RUNNING  # its end refused
-        db.execute("DROP TRIGGER outage")
-        db.close()
+        end_outage()
         run = _finished(store, run_id, timeout=10)
         result = store.get_run_result(run_id)
     assert run.state == t.SUCCEEDED, run.message
@@ -382,18 +368,14 @@ def test_a_store_that_fails_as_a_pipeline_ends_still_ends_the_run(tmp_path: Path
 
 
 def test_a_store_that_refuses_a_pipelines_steps_at_its_start_holds_the_run_until_it_works(tmp_path: Path) -> None:
-    import sqlite3
-
     path = write_config(tmp_path, "jobs:\n  held:\n    steps:\n      - {name: a, run: 'true'}\n      - {name: b, run: 'true', needs: [a]}\n")
     with running_engine(path) as (engine, store):
-        db = sqlite3.connect(tmp_path / ".corral" / "corral.db", isolation_level=None)
-        db.execute("CREATE TRIGGER outage BEFORE INSERT ON steps BEGIN SELECT json('store outage'); END")
+        end_outage = store_outage(tmp_path, "INSERT ON steps")
         run_id = _trigger(engine, store, "held")
         wait_for(lambda: store.get_run(run_id).state == t.RUNNING, timeout=20, what="the run claimed")  # type: ignore[union-attr]
         time.sleep(0.5)
         assert _steps(store, run_id) == {}  # its step rows refused
-        db.execute("DROP TRIGGER outage")
-        db.close()
+        end_outage()
         run = _finished(store, run_id, timeout=10)
     assert run.state == t.SUCCEEDED, run.message
     assert {name: s.state for name, s in _steps(store, run_id).items()} == {"a": t.SUCCEEDED, "b": t.SUCCEEDED}
