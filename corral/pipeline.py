@@ -131,7 +131,6 @@ def plan(
     parallelism: int,
     stopping: tuple[str, str] | None = None,
     held: Collection[str] = (),
-    ordered: Sequence[StepSpec] | None = None,
 ) -> Plan:
     """What to do with the pending steps of a run, given every step's state.
 
@@ -141,13 +140,13 @@ def plan(
     pass is skipped with reason ``upstream_failed``, and the pending steps
     whose needs all passed start, in file order, up to ``parallelism``;
     except the ``held`` ones (waiting out the delay before a retry), which
-    stay pending. ``ordered`` is ``order(steps)`` if the caller keeps it."""
+    stay pending."""
     by_name = {step.name: step for step in steps}
     position = {step.name: index for index, step in enumerate(steps)}
     current = dict(states)
     skips: list[Skip] = []
     ready: list[str] = []
-    for step in ordered if ordered is not None else order(steps):
+    for step in order(steps):
         if current.get(step.name, PENDING) != PENDING:
             continue
         if stopping is not None:

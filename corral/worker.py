@@ -245,7 +245,8 @@ class Worker:
         for run in list(self._held_pipelines.values()):
             self._begin_pipeline(run, now)
         if self._unrecorded:
-            self._record_refused(self._unrecorded, now)
+            refused, self._unrecorded = self._unrecorded, []
+            self._record_refused(refused, now)
         next_at = self._dispatch(now)
         self._retry_steps(now)  # the engine wakes for these by next_step_retry
         if self._held_pipelines or self._unrecorded:
@@ -378,8 +379,6 @@ class Worker:
         for the next dispatch (within PIPELINE_START_RETRY) instead of leaving
         them claimed with nothing to end them. Recording twice is harmless:
         a run is ended only from running or pending."""
-        if outcomes is self._unrecorded:
-            self._unrecorded = []
         try:
             self.record_many(outcomes, now)
         except errors.CorralError as exc:

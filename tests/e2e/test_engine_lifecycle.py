@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -220,39 +221,30 @@ def test_a_ping_wakes_the_running_corral_which_applies_it_at_once(tmp_path: Path
         store.close()
 
 
-def test_an_end_the_store_refused_is_recorded_once_it_works_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        ("'exit 3'", {"exit_code": 3, "reason": "exit_code"}),  # its end, from the supervisor
+        ("[/no/such/tool]", {"exit_code": None, "reason": "command_not_found"}),  # it could not start
+    ],
+)
+def test_an_end_the_store_refused_is_recorded_once_it_works_again(
+    tmp_path: Path, run: str, expected: dict[str, object]
+) -> None:
     """A trigger that fails (on malformed JSON) makes the real SQLite refuse
     the write of the run's end; the engine keeps the outcome and records it
     within seconds of the store working again, with the job's own times."""
-    import time
-
-    path = write_config(tmp_path, "jobs:\n  plain:\n    run: 'exit 3'\n")
+    path = write_config(tmp_path, f"jobs:\n  refused:\n    run: {run}\n")
     with running_engine(path) as (engine, store):
-        end_outage = store_outage(tmp_path, "UPDATE ON runs", "NEW.job = 'plain' AND NEW.state = 'failed'")
+        end_outage = store_outage(tmp_path, "UPDATE ON runs", "NEW.job = 'refused' AND NEW.state = 'failed'")
         now = datetime.now(timezone.utc)
-        rid = store.create_run(job="plain", state="pending", trigger="manual", scheduled_for=now, now=now, admitted=False)
+        rid = store.create_run(job="refused", state="pending", trigger="manual", scheduled_for=now, now=now, admitted=False)
         engine.wake()
-        wait_for(lambda: store.get_run(rid).pid is not None, timeout=20, what="the run started")  # type: ignore[union-attr]
+        wait_for(lambda: store.get_run(rid).state == t.RUNNING, timeout=20, what="the run claimed")  # type: ignore[union-attr]
         time.sleep(1.0)
         assert store.get_run(rid).state == t.RUNNING  # type: ignore[union-attr]
         end_outage()
-        run = wait_for(lambda: (r := store.get_run(rid)).state in t.FINAL_STATES and r, timeout=10)  # type: ignore[union-attr]
-    assert (run.state, run.exit_code) == (t.FAILED, 3)
-    assert run.started_at is not None and run.ended_at is not None and run.ended_at < now + timedelta(seconds=5)
-
-
-def test_a_run_that_could_not_start_is_recorded_once_the_store_works_again(tmp_path: Path) -> None:
-    import time
-
-    path = write_config(tmp_path, "jobs:\n  typo:\n    run: [/no/such/tool]\n")
-    with running_engine(path) as (engine, store):
-        end_outage = store_outage(tmp_path, "UPDATE ON runs", "NEW.job = 'typo' AND NEW.state = 'failed'")
-        now = datetime.now(timezone.utc)
-        rid = store.create_run(job="typo", state="pending", trigger="manual", scheduled_for=now, now=now, admitted=False)
-        engine.wake()
-        wait_for(lambda: store.get_run(rid).state == t.RUNNING, timeout=20, what="the run claimed")  # type: ignore[union-attr]
-        time.sleep(0.5)
-        assert store.get_run(rid).state == t.RUNNING  # type: ignore[union-attr]
-        end_outage()
-        run = wait_for(lambda: (r := store.get_run(rid)).state in t.FINAL_STATES and r, timeout=10)  # type: ignore[union-attr]
-    assert (run.state, run.reason) == (t.FAILED, "command_not_found")
+        ended = wait_for(lambda: (r := store.get_run(rid)).state in t.FINAL_STATES and r, timeout=10)  # type: ignore[union-attr]
+    assert ended.state == t.FAILED
+    assert {"exit_code": ended.exit_code, "reason": ended.reason} == expected
+    assert ended.started_at is not None and ended.ended_at is not None and ended.ended_at < now + timedelta(seconds=5)
